@@ -1,0 +1,24 @@
+// Helpers shared by every op: output allocation (optionally poisoned) and input checks.
+#pragma once
+#include <ATen/ATen.h>
+
+namespace gansr {
+
+// When poisoning is on (tests turn it on through `_C.set_poison(True)`), every output tensor an op
+// allocates is filled with NaN first, so a kernel that forgets to write an element is caught.
+bool poison_enabled();
+void set_poison(bool on);
+at::Tensor new_output(at::IntArrayRef sizes, const at::TensorOptions& options);
+
+// fp64 stays fp64, every other floating type is computed in fp32.
+inline at::ScalarType compute_type(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+inline void check_floating(const at::Tensor& t, const char* op, const char* name) {
+  const auto st = t.scalar_type();
+  TORCH_CHECK(st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBFloat16, op, ": ", name,
+              " must be float32, float64, float16 or bfloat16, got ", st);
+}
+
+}  // namespace gansr

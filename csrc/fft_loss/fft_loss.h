@@ -1,0 +1,21 @@
+// FFT-magnitude loss: shared declarations of the CPU and CUDA implementations.
+//
+// Per image b (spectra X = rfft2(sr_b), Y = rfft2(hr_b), orthonormal, half spectrum (C, H, W/2+1)):
+//   d   = |X| - |Y|   (mode "magnitude")   or   X - Y   (mode "complex")
+//   N_d = ||d||_p, N_x = || |X| ||_p, N_y = || |Y| ||_p,  loss_b = N_d / max(N_x, N_y)  (0 when both are 0)
+//
+// Ops (schemas in fft_loss_cpu.cpp):
+//   fft_loss_fwd(sr, hr, p, complex_mode) -> (loss[B], norms[B,3] = (N_d, N_x, N_y), spec[2,B,C,H,Wf])
+//     spec = unnormalised rfft2 of (sr, hr) (the orthonormal one times sqrt(HW)), as cuFFT gives it
+//   fft_loss_bwd(grad_loss[B], spec, norms, p, complex_mode, W, need_hr) -> (grad_sr, grad_hr or [0])
+// Both compute in fp32 (fp64 for fp64 inputs); spec is saved for backward so it needs no second FFT.
+#pragma once
+#include <ATen/ATen.h>
+
+namespace gansr {
+
+void check_fft_loss_inputs(const at::Tensor& sr, const at::Tensor& hr, int64_t p);
+void check_fft_loss_bwd_inputs(const at::Tensor& grad_loss, const at::Tensor& spec, const at::Tensor& norms,
+                               int64_t p, int64_t W);
+
+}  // namespace gansr

@@ -1,0 +1,46 @@
+// The Python module `gansr_ext._C`: loading it registers the `gansr::*` operators (their static
+// initialisers live in the per-op files); pybind11 exposes the plain helpers below.
+#include <pybind11/pybind11.h>
+
+#include "common.h"
+
+namespace py = pybind11;
+
+#ifndef GANSR_VERSION
+#define GANSR_VERSION "unknown"
+#endif
+#ifndef GANSR_TORCH_VERSION
+#define GANSR_TORCH_VERSION "unknown"
+#endif
+#ifndef GANSR_CUDA_VERSION
+#define GANSR_CUDA_VERSION ""
+#endif
+#ifndef GANSR_CUDA_ARCHS
+#define GANSR_CUDA_ARCHS ""
+#endif
+
+static py::dict build_info() {
+  py::dict d;
+  d["version"] = GANSR_VERSION;
+  d["torch_version"] = GANSR_TORCH_VERSION;
+#ifdef GANSR_WITH_CUDA
+  d["cuda"] = true;
+  d["cuda_version"] = GANSR_CUDA_VERSION;
+  d["cuda_archs"] = GANSR_CUDA_ARCHS;
+  d["cufft"] = true;
+#else
+  d["cuda"] = false;
+  d["cuda_version"] = py::none();
+  d["cuda_archs"] = "";
+  d["cufft"] = false;
+#endif
+  return d;
+}
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "gansr_ext compiled ops (registered as torch.ops.gansr.*) and build helpers";
+  m.def("build_info", &build_info, "Build facts: version, torch, CUDA kernels compiled, CUDA version, archs, cuFFT");
+  m.def("set_poison", &gansr::set_poison, py::arg("on"),
+        "Fill every op output with NaN before kernels write it (tests use this to catch unwritten elements)");
+  m.def("poison_enabled", &gansr::poison_enabled);
+}

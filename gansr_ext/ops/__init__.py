@@ -1,0 +1,10 @@
+"""Fused ops (`torch.ops.gansr.*`) with their pure-PyTorch references next to them.
+
+Every op has three implementations held equal by tests: the reference here (the spec), a C++ CPU
+kernel and a CUDA kernel. Callers pick with `fused`: True (kernel, error if not built), False
+(reference), None = auto (kernel when built for the tensor's device).
+"""
+
+from .fft_loss import fft_loss, fft_loss_reference
+
+__all__ = ["fft_loss", "fft_loss_reference"]

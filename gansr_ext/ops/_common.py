@@ -1,0 +1,41 @@
+"""Shared helpers of the op wrappers: choosing fused vs reference, reductions."""
+
+from __future__ import annotations
+
+import torch
+
+from .._ext import extension_available, require_extension
+
+
+def use_fused(fused: bool | None, *tensors: torch.Tensor) -> bool:
+    """Resolve the `fused` switch for tensors on one device.
+
+    True: the compiled kernel (clear error when `_C` or its CUDA kernels are missing);
+    False: the pure-PyTorch reference; None: the kernel when available for the device.
+    """
+    device = tensors[0].device
+    if device.type not in ("cpu", "cuda"):
+        if fused:
+            raise RuntimeError(f"gansr_ext fused ops run on cpu and cuda, not {device.type}")
+        return False
+    if fused is False:
+        return False
+    if fused is None:
+        if not extension_available():
+            return False
+        return device.type == "cpu" or bool(require_extension().build_info()["cuda"])
+    C = require_extension()
+    if device.type == "cuda" and not C.build_info()["cuda"]:
+        raise RuntimeError("gansr_ext._C was built without CUDA kernels; rebuild with nvcc and a CUDA torch, "
+                           "or pass fused=False")
+    return True
+
+
+def reduce(per_item: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_item.mean()
+    if reduction == "sum":
+        return per_item.sum()
+    if reduction == "none":
+        return per_item
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")

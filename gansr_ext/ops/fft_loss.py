@@ -1,0 +1,124 @@
+"""FFT-magnitude loss: `||F(SR) - F(HR)|| / max(||F(SR)||, ||F(HR)||)` per image.
+
+Spec (what `fft_loss_reference` computes and the kernels must equal)::
+
+    X = rfft2(sr_b, norm="ortho"), Y = rfft2(hr_b, norm="ortho")      # half spectrum (C, H, W//2+1)
+    d = |X| - |Y|  (mode="magnitude")   or   X - Y  (mode="complex")
+    loss_b = ||d||_p / max(|| |X| ||_p, || |Y| ||_p),  p in {1, 2}, norms over (C, H, W//2+1)
+    loss = mean_b loss_b  (reduction "mean"; "sum"; "none" -> (B,))
+
+Inputs (B, C, H, W), H, W >= 2, fp32/fp64/fp16/bf16 (computed in fp32, fp64 stays fp64), any
+memory format. The loss is returned in the compute dtype. Both images all zeros -> loss 0 and
+gradient 0; at d = 0 the gradient of ||d|| is taken as 0 (the subgradient torch uses).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._common import reduce, use_fused
+
+_MODES = ("magnitude", "complex")
+
+
+def _check(sr: torch.Tensor, hr: torch.Tensor, p: int, mode: str) -> None:
+    if not isinstance(sr, torch.Tensor) or not isinstance(hr, torch.Tensor):
+        raise TypeError("fft_loss: sr and hr must be tensors")
+    if mode not in _MODES:
+        raise ValueError(f"fft_loss: mode must be one of {_MODES}, got {mode!r}")
+    if p not in (1, 2):
+        raise ValueError(f"fft_loss: p must be 1 or 2, got {p!r}")
+    if sr.dim() != 4:
+        raise ValueError(f"fft_loss: sr must be 4-D (B, C, H, W), got shape {tuple(sr.shape)}")
+    if sr.shape != hr.shape:
+        raise ValueError(f"fft_loss: sr and hr must have the same shape, got {tuple(sr.shape)} and {tuple(hr.shape)}")
+    if sr.device != hr.device:
+        raise ValueError(f"fft_loss: sr and hr must be on the same device, got {sr.device} and {hr.device}")
+    if sr.dtype != hr.dtype:
+        raise TypeError(f"fft_loss: sr and hr must have the same dtype, got {sr.dtype} and {hr.dtype}")
+    if sr.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        raise TypeError(f"fft_loss: inputs must be float32/float64/float16/bfloat16, got {sr.dtype}")
+    if sr.numel() == 0:
+        raise ValueError(f"fft_loss: empty input of shape {tuple(sr.shape)}")
+    if sr.shape[-2] < 2 or sr.shape[-1] < 2:
+        raise ValueError(f"fft_loss: H and W must be >= 2, got shape {tuple(sr.shape)}")
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def fft_loss_reference(sr: torch.Tensor, hr: torch.Tensor, p: int = 2, mode: str = "magnitude",
+                       reduction: str = "mean") -> torch.Tensor:
+    """Pure-PyTorch FFT loss (the spec; see the module docstring)."""
+    _check(sr, hr, p, mode)
+    ct = _compute_dtype(sr.dtype)
+    X = torch.fft.rfft2(sr.to(ct), norm="ortho")
+    Y = torch.fft.rfft2(hr.to(ct), norm="ortho")
+    d = X - Y if mode == "complex" else X.abs() - Y.abs()
+    dims = (1, 2, 3)
+    nd = torch.linalg.vector_norm(d, ord=p, dim=dims)
+    nx = torch.linalg.vector_norm(X.abs(), ord=p, dim=dims)
+    ny = torch.linalg.vector_norm(Y.abs(), ord=p, dim=dims)
+    m = torch.maximum(nx, ny)
+    positive = m > 0
+    # divide by 1 where m == 0 so the unused branch's gradient stays finite
+    per_image = torch.where(positive, nd / torch.where(positive, m, torch.ones_like(m)), torch.zeros_like(m))
+    return reduce(per_image, reduction)
+
+
+def _setup_context(ctx, inputs, output):
+    sr, hr, p, complex_mode = inputs
+    _, norms, spec = output
+    ctx.save_for_backward(spec, norms)
+    ctx.p, ctx.complex_mode, ctx.W = p, complex_mode, sr.shape[-1]
+    ctx.sr_dtype, ctx.hr_dtype = sr.dtype, hr.dtype
+
+
+def _backward(ctx, grad_loss, _grad_norms, _grad_spec):
+    spec, norms = ctx.saved_tensors
+    need_sr, need_hr = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    if grad_loss is None or not (need_sr or need_hr):
+        return None, None, None, None
+    g_sr, g_hr = torch.ops.gansr.fft_loss_bwd(grad_loss, spec, norms, ctx.p, ctx.complex_mode, ctx.W, need_hr)
+    return (g_sr.to(ctx.sr_dtype) if need_sr else None, g_hr.to(ctx.hr_dtype) if need_hr else None, None, None)
+
+
+def _fake_fwd(sr, hr, p, complex_mode):
+    B, C, H, W = sr.shape
+    ct = _compute_dtype(sr.dtype)
+    cplx = torch.complex128 if ct == torch.float64 else torch.complex64
+    return (sr.new_empty((B,), dtype=ct), sr.new_empty((B, 3), dtype=ct),
+            sr.new_empty((2, B, C, H, W // 2 + 1), dtype=cplx))
+
+
+def _fake_bwd(grad_loss, spec, norms, p, complex_mode, W, need_hr):
+    _, B, C, H, _ = spec.shape
+    g = norms.new_empty((B, C, H, W))
+    return g, (norms.new_empty((B, C, H, W)) if need_hr else norms.new_empty((0,)))
+
+
+_registered = False
+
+
+def _register() -> None:
+    """Attach autograd and fake (meta) kernels to the C++ ops once `_C` is loaded."""
+    global _registered
+    if _registered:
+        return
+    torch.library.register_fake("gansr::fft_loss_fwd")(_fake_fwd)
+    torch.library.register_fake("gansr::fft_loss_bwd")(_fake_bwd)
+    torch.library.register_autograd("gansr::fft_loss_fwd", _backward, setup_context=_setup_context)
+    _registered = True
+
+
+def fft_loss(sr: torch.Tensor, hr: torch.Tensor, p: int = 2, mode: str = "magnitude", reduction: str = "mean",
+             fused: bool | None = None) -> torch.Tensor:
+    """FFT-magnitude loss (see module docstring). `fused`: True = compiled kernel, False = reference,
+    None = kernel when built for the device. Differentiable with respect to sr and hr."""
+    _check(sr, hr, p, mode)
+    if not use_fused(fused, sr):
+        return fft_loss_reference(sr, hr, p, mode, reduction)
+    _register()
+    per_image, _, _ = torch.ops.gansr.fft_loss_fwd(sr, hr, p, mode == "complex")
+    return reduce(per_image, reduction)
