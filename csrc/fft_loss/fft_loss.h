@@ -7,7 +7,8 @@
 // Ops (schemas in fft_loss_cpu.cpp):
 //   fft_loss_fwd(sr, hr, p, complex_mode) -> (loss[B], norms[B,3] = (N_d, N_x, N_y), spec[2,B,C,H,Wf])
 //     spec = unnormalised rfft2 of (sr, hr) (the orthonormal one times sqrt(HW)), as cuFFT gives it
-//   fft_loss_bwd(grad_loss[B], spec, norms, p, complex_mode, W, need_hr) -> (grad_sr, grad_hr or [0])
+//   fft_loss_bwd(grad_loss[B], spec, norms, p, complex_mode, W, need_hr) -> grads[need_hr ? 2 : 1, B, C, H, W]
+//     (grads[0] for sr, grads[1] for hr; one tensor so the outputs never alias)
 // Both compute in fp32 (fp64 for fp64 inputs); spec is saved for backward so it needs no second FFT.
 #pragma once
 #include <ATen/ATen.h>

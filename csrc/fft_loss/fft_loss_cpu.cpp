@@ -81,7 +81,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fft_loss_fwd_cpu(const at::Tensor
   return {loss, norms, spec};
 }
 
-std::tuple<at::Tensor, at::Tensor> fft_loss_bwd_cpu(const at::Tensor& grad_loss, const at::Tensor& spec,
+at::Tensor fft_loss_bwd_cpu(const at::Tensor& grad_loss, const at::Tensor& spec,
                                                     const at::Tensor& norms, int64_t p, bool complex_mode,
                                                     int64_t W, bool need_hr) {
   check_fft_loss_bwd_inputs(grad_loss, spec, norms, p, W);
@@ -121,9 +121,7 @@ std::tuple<at::Tensor, at::Tensor> fft_loss_bwd_cpu(const at::Tensor& grad_loss,
     });
   });
   auto g = at::fft_irfft2(z, c10::IntArrayRef({H, W}), {-2, -1}, "forward");  // "forward": inverse unscaled
-  auto grad_sr = g[0];
-  auto grad_hr = need_hr ? g[1] : at::empty({0}, norms.options());
-  return {grad_sr, grad_hr};
+  return g;
 }
 
 }  // namespace
@@ -132,7 +130,7 @@ TORCH_LIBRARY_FRAGMENT(gansr, m) {
   m.def("fft_loss_fwd(Tensor sr, Tensor hr, int p, bool complex_mode) -> (Tensor, Tensor, Tensor)");
   m.def(
       "fft_loss_bwd(Tensor grad_loss, Tensor spec, Tensor norms, int p, bool complex_mode, int W, bool need_hr) "
-      "-> (Tensor, Tensor)");
+      "-> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(gansr, CPU, m) {

@@ -118,7 +118,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fft_loss_fwd_cuda(const at::Tenso
   return {loss, norms, spec};
 }
 
-std::tuple<at::Tensor, at::Tensor> fft_loss_bwd_cuda(const at::Tensor& grad_loss, const at::Tensor& spec,
+at::Tensor fft_loss_bwd_cuda(const at::Tensor& grad_loss, const at::Tensor& spec,
                                                      const at::Tensor& norms, int64_t p, bool complex_mode,
                                                      int64_t W, bool need_hr) {
   check_fft_loss_bwd_inputs(grad_loss, spec, norms, p, W);
@@ -147,9 +147,7 @@ std::tuple<at::Tensor, at::Tensor> fft_loss_bwd_cuda(const at::Tensor& grad_loss
       GANSR_CUFFT_CHECK(cufftExecC2R(h, reinterpret_cast<cufftComplex*>(z.data_ptr()), g.data_ptr<float>()));
     }
   });
-  auto grad_sr = g[0];
-  auto grad_hr = need_hr ? g[1] : at::empty({0}, norms.options());
-  return {grad_sr, grad_hr};
+  return g;
 }
 
 }  // namespace

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from .._ext import require_extension
 from ._common import reduce, use_fused
 
 _MODES = ("magnitude", "complex")
@@ -80,8 +81,8 @@ def _backward(ctx, grad_loss, _grad_norms, _grad_spec):
     need_sr, need_hr = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
     if grad_loss is None or not (need_sr or need_hr):
         return None, None, None, None
-    g_sr, g_hr = torch.ops.gansr.fft_loss_bwd(grad_loss, spec, norms, ctx.p, ctx.complex_mode, ctx.W, need_hr)
-    return (g_sr.to(ctx.sr_dtype) if need_sr else None, g_hr.to(ctx.hr_dtype) if need_hr else None, None, None)
+    grads = torch.ops.gansr.fft_loss_bwd(grad_loss, spec, norms, ctx.p, ctx.complex_mode, ctx.W, need_hr)
+    return (grads[0].to(ctx.sr_dtype) if need_sr else None, grads[1].to(ctx.hr_dtype) if need_hr else None, None, None)
 
 
 def _fake_fwd(sr, hr, p, complex_mode):
@@ -94,8 +95,7 @@ def _fake_fwd(sr, hr, p, complex_mode):
 
 def _fake_bwd(grad_loss, spec, norms, p, complex_mode, W, need_hr):
     _, B, C, H, _ = spec.shape
-    g = norms.new_empty((B, C, H, W))
-    return g, (norms.new_empty((B, C, H, W)) if need_hr else norms.new_empty((0,)))
+    return norms.new_empty((2 if need_hr else 1, B, C, H, W))
 
 
 _registered = False
@@ -106,6 +106,7 @@ def _register() -> None:
     global _registered
     if _registered:
         return
+    require_extension()
     torch.library.register_fake("gansr::fft_loss_fwd")(_fake_fwd)
     torch.library.register_fake("gansr::fft_loss_bwd")(_fake_bwd)
     torch.library.register_autograd("gansr::fft_loss_fwd", _backward, setup_context=_setup_context)

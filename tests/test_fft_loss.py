@@ -1,0 +1,261 @@
+"""FFT loss: C++ CPU kernel (and CUDA kernel on a GPU) against the pure-PyTorch reference."""
+
+import pytest
+import torch
+
+from conftest import requires_cuda
+from gansr_ext.ops import fft_loss, fft_loss_reference
+
+SHAPES = [(2, 3, 8, 8), (1, 3, 7, 5), (3, 1, 6, 9), (2, 2, 5, 2), (1, 1, 2, 3)]
+VARIANTS = [(p, mode) for p in (1, 2) for mode in ("magnitude", "complex")]
+
+
+def _pair(shape, dtype=torch.float64, device="cpu", grad=True):
+    sr = torch.randn(shape, dtype=dtype, device=device).requires_grad_(grad)
+    hr = torch.randn(shape, dtype=dtype, device=device).requires_grad_(grad)
+    return sr, hr
+
+
+def _loss_and_grads(fn, sr, hr, **kw):
+    loss = fn(sr, hr, **kw)
+    g = torch.autograd.grad(loss.sum(), [t for t in (sr, hr) if t.requires_grad])
+    return loss, g
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("p,mode", VARIANTS)
+def test_cpu_kernel_equals_reference_fp64(shape, p, mode, fresh_seed, poison):
+    sr, hr = _pair(shape)
+    lf, gf = _loss_and_grads(lambda a, b: fft_loss(a, b, p, mode, "none", fused=True), sr, hr)
+    lr, gr = _loss_and_grads(lambda a, b: fft_loss_reference(a, b, p, mode, "none"), sr, hr)
+    assert lf.shape == (shape[0],) and lf.dtype == torch.float64
+    torch.testing.assert_close(lf, lr, rtol=1e-12, atol=1e-12)
+    for a, b in zip(gf, gr):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("p,mode", VARIANTS)
+@pytest.mark.parametrize("shape", [(2, 2, 5, 6), (1, 1, 4, 7)])
+def test_gradcheck(shape, p, mode):
+    sr, hr = _pair(shape)
+    assert torch.autograd.gradcheck(lambda a, b: fft_loss(a, b, p, mode, "none", fused=True), (sr, hr))
+
+
+def test_gradient_only_for_sr():
+    sr, hr = _pair((2, 3, 6, 6))
+    hr.requires_grad_(False)
+    g = torch.autograd.grad(fft_loss(sr, hr, fused=True), sr)[0]
+    gr = torch.autograd.grad(fft_loss_reference(sr, hr), sr)[0]
+    torch.testing.assert_close(g, gr)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_reductions(reduction):
+    sr, hr = _pair((3, 2, 6, 5), grad=False)
+    per = fft_loss_reference(sr, hr, reduction="none")
+    out = fft_loss(sr, hr, reduction=reduction, fused=True)
+    expect = {"mean": per.mean(), "sum": per.sum(), "none": per}[reduction]
+    torch.testing.assert_close(out, expect)
+
+
+def test_value_against_numpy_definition():
+    # an independent spelling of the spec with numpy's FFT
+    np = pytest.importorskip("numpy")
+    sr, hr = _pair((2, 3, 6, 7), grad=False)
+    X = np.fft.rfft2(sr.numpy(), norm="ortho")
+    Y = np.fft.rfft2(hr.numpy(), norm="ortho")
+    d = np.abs(X) - np.abs(Y)
+    nd = np.sqrt((d**2).sum(axis=(1, 2, 3)))
+    m = np.maximum(np.sqrt((np.abs(X) ** 2).sum(axis=(1, 2, 3))), np.sqrt((np.abs(Y) ** 2).sum(axis=(1, 2, 3))))
+    expect = torch.from_numpy(nd / m)
+    torch.testing.assert_close(fft_loss(sr, hr, reduction="none", fused=True), expect)
+
+
+def test_zero_images_give_zero_loss_and_gradient():
+    sr = torch.zeros(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    hr = torch.zeros(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    loss = fft_loss(sr, hr, fused=True)
+    gs, gh = torch.autograd.grad(loss, (sr, hr))
+    assert loss.item() == 0.0
+    assert gs.abs().max().item() == 0.0 and gh.abs().max().item() == 0.0
+
+
+def test_identical_images_give_zero_loss_and_finite_gradient():
+    x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    sr = x.clone().requires_grad_(True)
+    loss = fft_loss(sr, x, fused=True)
+    (g,) = torch.autograd.grad(loss, sr)
+    assert loss.item() == 0.0
+    assert torch.isfinite(g).all()
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "transposed", "sliced"])
+def test_non_contiguous_inputs(layout):
+    base_sr, base_hr = _pair((2, 3, 9, 10), grad=False)
+    if layout == "channels_last":
+        sr, hr = base_sr.to(memory_format=torch.channels_last), base_hr.to(memory_format=torch.channels_last)
+    elif layout == "transposed":
+        sr, hr = base_sr.transpose(2, 3), base_hr.transpose(2, 3)
+    else:
+        sr, hr = base_sr[:, :, 1:, ::2], base_hr[:, :, 1:, ::2]
+    assert not sr.is_contiguous()
+    sr.requires_grad_(True)
+    lf, (gf,) = _loss_and_grads(lambda a, b: fft_loss(a, b, reduction="none", fused=True), sr, hr)
+    lr, (gr,) = _loss_and_grads(lambda a, b: fft_loss_reference(a, b, reduction="none"), sr, hr)
+    torch.testing.assert_close(lf, lr)
+    torch.testing.assert_close(gf, gr)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_low_precision_inputs_compute_in_fp32(dtype, fresh_seed):
+    sr, hr = _pair((2, 3, 16, 12), dtype=dtype)
+    lf, gf = _loss_and_grads(lambda a, b: fft_loss(a, b, reduction="none", fused=True), sr, hr)
+    lr, gr = _loss_and_grads(lambda a, b: fft_loss_reference(a, b, reduction="none"), sr, hr)
+    assert lf.dtype == torch.float32 and gf[0].dtype == dtype
+    torch.testing.assert_close(lf, lr, rtol=1e-5, atol=1e-6)
+    tol = {torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 2e-3}[dtype]
+    for a, b in zip(gf, gr):
+        torch.testing.assert_close(a.float(), b.float(), rtol=tol, atol=tol * 1e-2)
+
+
+def test_bad_inputs_raise_clear_errors():
+    x = torch.rand(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="same shape"):
+        fft_loss(x, torch.rand(1, 3, 8, 9))
+    with pytest.raises(TypeError, match="same dtype"):
+        fft_loss(x, x.double())
+    with pytest.raises(TypeError, match="float32/float64"):
+        fft_loss(x.long(), x.long())
+    with pytest.raises(ValueError, match="4-D"):
+        fft_loss(x[0], x[0])
+    with pytest.raises(ValueError, match="empty"):
+        fft_loss(x[:0], x[:0])
+    with pytest.raises(ValueError, match=">= 2"):
+        fft_loss(x[..., :1], x[..., :1])
+    with pytest.raises(ValueError, match="p must be"):
+        fft_loss(x, x, p=3)
+    with pytest.raises(ValueError, match="mode"):
+        fft_loss(x, x, mode="phase")
+    with pytest.raises(ValueError, match="reduction"):
+        fft_loss(x, x, reduction="max")
+
+
+def test_kernel_checks_inputs_itself():
+    # the C++ op must not trust its Python wrapper
+    x = torch.rand(1, 3, 8, 8)
+    with pytest.raises(RuntimeError, match="same shape"):
+        torch.ops.gansr.fft_loss_fwd(x, torch.rand(1, 3, 8, 6), 2, False)
+    with pytest.raises(RuntimeError, match="float32"):
+        torch.ops.gansr.fft_loss_fwd(x.int(), x.int(), 2, False)
+    with pytest.raises(RuntimeError, match="empty"):
+        torch.ops.gansr.fft_loss_fwd(x[:0], x[:0], 2, False)
+
+
+@pytest.mark.parametrize("complex_mode", [False, True])
+def test_opcheck(complex_mode):
+    from gansr_ext.ops.fft_loss import _register
+
+    _register()
+    sr, hr = _pair((2, 3, 6, 5), dtype=torch.float32)
+    torch.library.opcheck(torch.ops.gansr.fft_loss_fwd.default, (sr, hr, 2, complex_mode))
+    _, norms, spec = torch.ops.gansr.fft_loss_fwd(sr.detach(), hr.detach(), 1, complex_mode)
+    g = torch.rand(2)
+    torch.library.opcheck(torch.ops.gansr.fft_loss_bwd.default, (g, spec, norms, 1, complex_mode, 5, True))
+
+
+def test_torch_compile_fullgraph():
+    sr, hr = _pair((2, 3, 8, 8), dtype=torch.float32)
+
+    def step(a, b):
+        return fft_loss(a * 2.0, b, fused=True) + (a - b).abs().mean()
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    lc, gc = _loss_and_grads(compiled, sr, hr)
+    le, ge = _loss_and_grads(step, sr, hr)
+    torch.testing.assert_close(lc, le)
+    for a, b in zip(gc, ge):
+        torch.testing.assert_close(a, b)
+
+
+def test_auto_switch_uses_kernel_when_built():
+    from gansr_ext.ops._common import use_fused
+
+    x = torch.rand(1, 1, 4, 4)
+    assert use_fused(None, x) is True
+    assert use_fused(False, x) is False
+
+
+# ---------------------------------------------------------------- CUDA (run by python/gpu_check.sh)
+
+@requires_cuda
+@pytest.mark.parametrize("shape", SHAPES + [(16, 3, 128, 128)])
+@pytest.mark.parametrize("p,mode", VARIANTS)
+def test_cuda_equals_reference_fp32(shape, p, mode, fresh_seed, poison):
+    sr, hr = _pair(shape, dtype=torch.float32, device="cuda")
+    lf, gf = _loss_and_grads(lambda a, b: fft_loss(a, b, p, mode, "none", fused=True), sr, hr)
+    lr, gr = _loss_and_grads(lambda a, b: fft_loss_reference(a, b, p, mode, "none"), sr, hr)
+    # fp32 FFTs of different libraries + float reductions: relative 1e-4 on values
+    torch.testing.assert_close(lf, lr, rtol=1e-4, atol=1e-6)
+    for a, b in zip(gf, gr):
+        scale = b.abs().max().item() + 1e-12
+        torch.testing.assert_close(a / scale, b / scale, rtol=1e-3, atol=1e-4)
+
+
+@requires_cuda
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 3, 7, 5)])
+def test_cuda_fp64_gradcheck(shape):
+    sr, hr = _pair(shape, device="cuda")
+    assert torch.autograd.gradcheck(lambda a, b: fft_loss(a, b, reduction="none", fused=True), (sr, hr))
+
+
+@requires_cuda
+def test_cuda_bf16_channels_last():
+    sr, hr = _pair((4, 3, 32, 24), dtype=torch.bfloat16, device="cuda")
+    sr = sr.detach().to(memory_format=torch.channels_last).requires_grad_(True)
+    lf, gf = _loss_and_grads(lambda a, b: fft_loss(a, b, reduction="none", fused=True), sr, hr)
+    lr, gr = _loss_and_grads(lambda a, b: fft_loss_reference(a, b, reduction="none"), sr, hr)
+    torch.testing.assert_close(lf, lr, rtol=1e-4, atol=1e-5)
+    for a, b in zip(gf, gr):
+        torch.testing.assert_close(a.float(), b.float(), rtol=2e-2, atol=1e-4)
+
+
+@requires_cuda
+def test_cuda_zero_images_and_errors():
+    z = torch.zeros(2, 3, 8, 8, device="cuda", requires_grad=True)
+    loss = fft_loss(z, torch.zeros_like(z), fused=True)
+    (g,) = torch.autograd.grad(loss, z)
+    assert loss.item() == 0.0 and g.abs().max().item() == 0.0
+    with pytest.raises(ValueError, match="same device"):
+        fft_loss(z, torch.zeros(2, 3, 8, 8))
+
+
+@requires_cuda
+def test_cuda_graph_capture_equals_eager():
+    sr, hr = _pair((4, 3, 32, 32), dtype=torch.float32, device="cuda")
+    static_sr = sr.detach().clone().requires_grad_(True)
+
+    def step():
+        loss = fft_loss(static_sr, hr, fused=True)
+        (g,) = torch.autograd.grad(loss, static_sr)
+        return loss, g
+
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            step()  # warm-up creates the cuFFT plans outside the capture
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out_loss, out_g = step()
+    new = torch.randn_like(sr)
+    with torch.no_grad():
+        static_sr.copy_(new)
+    graph.replay()
+    torch.cuda.synchronize()
+    ref_sr = new.clone().requires_grad_(True)
+    ref_loss = fft_loss(ref_sr, hr, fused=True)
+    (ref_g,) = torch.autograd.grad(ref_loss, ref_sr)
+    torch.testing.assert_close(out_loss, ref_loss)
+    torch.testing.assert_close(out_g, ref_g)
