@@ -7,6 +7,7 @@ dynamic linker, so the torch version recorded at build time is checked *before* 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 
@@ -47,6 +48,7 @@ def extension_available() -> bool:
     return _load() is not None
 
 
+@functools.cache
 def cuda_kernels_available() -> bool:
     """True when `_C` holds CUDA kernels (compiled; says nothing about a GPU being present)."""
     return extension_available() and bool(_C.build_info()["cuda"])

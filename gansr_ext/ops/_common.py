@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .._ext import extension_available, require_extension
+from .._ext import cuda_kernels_available, extension_available, require_extension
 
 
 def use_fused(fused: bool | None, *tensors: torch.Tensor) -> bool:
@@ -23,9 +23,9 @@ def use_fused(fused: bool | None, *tensors: torch.Tensor) -> bool:
     if fused is None:
         if not extension_available():
             return False
-        return device.type == "cpu" or bool(require_extension().build_info()["cuda"])
-    C = require_extension()
-    if device.type == "cuda" and not C.build_info()["cuda"]:
+        return device.type == "cpu" or cuda_kernels_available()
+    require_extension()
+    if device.type == "cuda" and not cuda_kernels_available():
         raise RuntimeError("gansr_ext._C was built without CUDA kernels; rebuild with nvcc and a CUDA torch, "
                            "or pass fused=False")
     return True
