@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import gansr_ext.ops
-from gansr_ext.models import RRDBNet, UNetDiscriminatorSN, VGGDiscriminator128
+from conftest import requires_cuda
+from gansr_ext.models import RRDBNet, UNetDiscriminatorSN, VGGDiscriminator128, load_generator
 
 SMALL = dict(nf=16, nb=2, gc=8)
 
@@ -50,7 +51,9 @@ def _rrdbnet_functional(sd, x, scale, nb):
 
 
 def test_rrdbnet_x4_default_parameter_count():
-    assert sum(p.numel() for p in RRDBNet().parameters()) == 16_697_987
+    with torch.device("meta"):  # shapes only, no init cost
+        m = RRDBNet()
+    assert sum(p.numel() for p in m.parameters()) == 16_697_987
 
 
 def test_rrdbnet_parameter_names_are_basicsr():
@@ -111,6 +114,25 @@ def test_rrdbnet_channels_last_and_autocast():
             y_bf = m(x)
     assert y_bf.dtype == torch.bfloat16
     torch.testing.assert_close(y_bf.float(), y, rtol=0.1, atol=0.05)
+
+
+@requires_cuda
+def test_rrdbnet_cuda_channels_last_autocast_and_loading_match_cpu():
+    # CPU siblings: test_rrdbnet_channels_last_and_autocast, test_models_checkpoint round trips
+    torch.manual_seed(0)
+    m = RRDBNet(**SMALL).eval()
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        y = m(x)
+        g = load_generator(m.state_dict(), device="cuda")
+        assert all(p.is_cuda for p in g.parameters())
+        g = g.to(memory_format=torch.channels_last)
+        xc = x.cuda().to(memory_format=torch.channels_last)
+        torch.testing.assert_close(g(xc).cpu(), y, rtol=1e-2, atol=2e-3)  # TF32 convs allowed
+        with torch.autocast("cuda", dtype=torch.float16):
+            y_half = g(xc)
+    assert y_half.dtype == torch.float16
+    torch.testing.assert_close(y_half.float().cpu(), y, rtol=0.05, atol=0.02)
 
 
 def test_rrdbnet_fused_flag_without_op_is_a_clear_error(monkeypatch):
