@@ -1,0 +1,207 @@
+"""Image IO: everything in as float32 HWC RGB in [0, 1]; out as 8- or 16-bit files.
+
+Reading uses Pillow (PNG, JPEG, WebP, BMP, TIFF, ...) with the EXIF orientation applied, except
+16-bit PNGs, which Pillow truncates to 8 bits for RGB/RGBA/LA and which are decoded by
+`_png16`. Grayscale becomes 3 identical channels; alpha is dropped by `read_image` and returned
+separately by `read_image_with_alpha`. Any failure raises `ImageReadError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import _png16
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "read_image", "read_image_with_alpha", "write_image",
+           "list_images"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+_PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+                ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+class ImageReadError(OSError):
+    """An image file that is missing, unreadable or corrupt; `.path` names it."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        super().__init__(f"cannot read image {self.path}: {reason}")
+
+
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation 1..8 to an HWC array (what PIL.ImageOps.exif_transpose does)."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+        8: lambda a: np.rot90(a, 1),
+    }
+    return np.ascontiguousarray(ops[orientation](arr)) if orientation in ops else arr
+
+
+def _pil_to_array(im) -> np.ndarray:
+    """PIL image -> HWC array with 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) channels."""
+    mode = im.mode
+    if mode in ("P", "PA"):
+        im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode in ("La",):
+        im = im.convert("LA")
+    elif mode == "RGBa":
+        im = im.convert("RGBA")
+    elif mode not in ("L", "LA", "RGB", "RGBA", "I", "F") and not mode.startswith("I;16"):
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, ...
+    arr = np.array(im)
+    if im.mode.startswith("I;16"):
+        arr = arr.astype(np.uint16)
+    elif im.mode == "I":  # 16-bit grayscale from some decoders
+        arr = np.clip(arr, 0, 65535).astype(np.uint16)
+    elif im.mode == "F":
+        arr = np.clip(arr, 0.0, 1.0).astype(np.float32)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _load(path) -> np.ndarray:
+    """HWC array (uint8 / uint16 / float32, 1-4 channels), EXIF orientation applied."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ImageReadError(p, "no such file")
+    try:
+        with Image.open(p) as im:
+            if im.format == "PNG":
+                with open(p, "rb") as f:
+                    head = f.read(33)
+                _, _, depth, ctype, interlace = _png16.png_header(head)
+                if depth == 16 and ctype != 3 and not interlace:
+                    arr = _png16.decode_png16(p.read_bytes())
+                    return _orient(arr, im.getexif().get(0x0112, 1))
+                if depth == 16 and ctype in (2, 4, 6):
+                    warnings.warn(f"{p}: interlaced 16-bit PNG read at 8-bit precision", stacklevel=3)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return _pil_to_array(im)
+    except ImageReadError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        raise ImageReadError(p, f"{type(e).__name__}: {e}") from e
+
+
+def _to_float(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / 65535.0
+    return arr.astype(np.float32)
+
+
+def read_image_with_alpha(path):
+    """(RGB float32 HWC in [0, 1], alpha float32 HW in [0, 1] or None if the file has none)."""
+    arr = _to_float(_load(path))
+    c = arr.shape[2]
+    alpha = arr[:, :, c - 1].copy() if c in (2, 4) else None
+    color = arr[:, :, :3] if c >= 3 else np.repeat(arr[:, :, :1], 3, axis=2)
+    return np.ascontiguousarray(color), alpha
+
+
+def read_image(path) -> np.ndarray:
+    """float32 HWC RGB in [0, 1] (grayscale -> 3 channels, alpha dropped, EXIF orientation applied)."""
+    return read_image_with_alpha(path)[0]
+
+
+def _as_hwc_array(img) -> np.ndarray:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        torch = None
+    if torch is not None and isinstance(img, torch.Tensor):
+        t = img.detach().cpu()
+        if t.dim() == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.dim() == 3:
+            t = t.permute(1, 2, 0)
+        elif t.dim() != 2:
+            raise ValueError(f"write_image: tensor must be (C, H, W) or (H, W), got shape {tuple(img.shape)}")
+        img = t.float().numpy() if t.dtype.is_floating_point else t.numpy()
+    if not isinstance(img, np.ndarray):
+        raise TypeError(f"write_image: expected a numpy array or torch tensor, got {type(img).__name__}")
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"write_image: image must be HW or HWC with 1-4 channels, got shape {img.shape}")
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise ValueError(f"write_image: empty image of shape {img.shape}")
+    return img
+
+
+def _quantize(img: np.ndarray, bit_depth: int) -> np.ndarray:
+    top = 255 if bit_depth == 8 else 65535
+    if img.dtype == np.uint8:
+        x = img.astype(np.float64) / 255.0
+    elif img.dtype == np.uint16:
+        x = img.astype(np.float64) / 65535.0
+    elif np.issubdtype(img.dtype, np.floating):
+        if not np.isfinite(img).all():
+            raise ValueError("write_image: image contains NaN or Inf")
+        x = np.clip(img.astype(np.float64), 0.0, 1.0)
+    else:
+        raise TypeError(f"write_image: dtype must be float (in [0, 1]), uint8 or uint16, got {img.dtype}")
+    return np.round(x * top).astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def write_image(path, img, quality: int = 95, bit_depth: int = 8) -> Path:
+    """Write `img` (float in [0, 1] (clipped), uint8 or uint16; HW/HWC numpy or (C, H, W) tensor).
+
+    Format from the extension; `quality` for JPEG/WebP; `bit_depth=16` only for PNG. JPEG drops
+    alpha. The file is written to a temporary name and renamed, so readers never see half a file.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in _PIL_FORMATS:
+        raise ValueError(f"write_image: unsupported extension {path.suffix!r} for {path} (use one of {IMAGE_EXTENSIONS})")
+    if bit_depth not in (8, 16):
+        raise ValueError(f"write_image: bit_depth must be 8 or 16, got {bit_depth!r}")
+    if bit_depth == 16 and ext != ".png":
+        raise ValueError(f"write_image: 16-bit output needs a .png file, got {path}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"write_image: quality must be in 1..100, got {quality!r}")
+    arr = _quantize(_as_hwc_array(img), bit_depth)
+    if ext in (".jpg", ".jpeg") and arr.shape[2] in (2, 4):
+        arr = arr[:, :, : arr.shape[2] - 1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if bit_depth == 16:
+                f.write(_png16.encode_png16(arr))
+            else:
+                im = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+                kwargs = {"quality": int(quality)} if ext in (".jpg", ".jpeg", ".webp") else {}
+                im.save(f, format=_PIL_FORMATS[ext], **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def list_images(folder, recursive: bool = False) -> list[Path]:
+    """Image files (by extension, case-insensitive, hidden files skipped) in `folder`, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"list_images: {folder} is not a directory")
+    it = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not p.name.startswith("."))
