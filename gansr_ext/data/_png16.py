@@ -116,7 +116,7 @@ def encode_png16(img: np.ndarray, level: int = 6) -> bytes:
         img = img[:, :, None]
     h, w, c = img.shape
     ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    raw = img.astype(">u2").view(np.uint8).reshape(h, w, c * 2)
+    raw = np.ascontiguousarray(img, dtype=">u2").view(np.uint8).reshape(h, w, c * 2)
     sub = raw.copy()
     sub[:, 1:] = raw[:, 1:] - raw[:, :-1]  # Sub filter (uint8 wraps mod 256)
     rows = np.concatenate([np.ones((h, 1), np.uint8), sub.reshape(h, -1)], axis=1)
