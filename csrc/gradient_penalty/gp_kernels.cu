@@ -1,0 +1,173 @@
+// CUDA kernels of the gradient penalty: one elementwise pass for the interpolation, a two-stage
+// deterministic reduction (per-chunk sums of squares, then one block for norms, penalty and mean)
+// for the forward, one elementwise pass for the backward.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "gp_kernels.h"
+#include "gp_math.h"
+
+namespace gansr {
+namespace gp {
+namespace {
+
+constexpr int kThreads = 256;
+
+template <typename T> struct Acc { using type = float; };
+template <> struct Acc<double> { using type = double; };
+
+template <typename T> __device__ __forceinline__ typename Acc<T>::type load(const T* p, int64_t i) {
+  return static_cast<typename Acc<T>::type>(p[i]);
+}
+template <> __device__ __forceinline__ float load<__half>(const __half* p, int64_t i) { return __half2float(p[i]); }
+template <> __device__ __forceinline__ float load<__nv_bfloat16>(const __nv_bfloat16* p, int64_t i) {
+  return __bfloat162float(p[i]);
+}
+
+template <typename T, typename A> __device__ __forceinline__ T store_cast(A v) { return static_cast<T>(v); }
+template <> __device__ __forceinline__ __half store_cast<__half, float>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 store_cast<__nv_bfloat16, float>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+template <typename A>
+__device__ A block_sum(A v, A* smem) {
+  // warp reduce, then warp 0 reduces the warp sums: a fixed order, so results are deterministic
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  A r = A(0);
+  if (warp == 0) {
+    r = lane < (int)(blockDim.x >> 5) ? smem[lane] : A(0);
+    for (int o = 16; o > 0; o >>= 1) r += __shfl_down_sync(0xffffffffu, r, o);
+  }
+  return r;  // valid on thread 0
+}
+
+int grid_for(int64_t n) {
+  const int64_t blocks = (n + kThreads - 1) / kThreads;
+  return (int)(blocks < 65535 * 8 ? (blocks < 1 ? 1 : blocks) : 65535 * 8);
+}
+
+template <typename T>
+__global__ void interpolate_kernel(const T* __restrict__ real, const T* __restrict__ fake,
+                                   const typename Acc<T>::type* __restrict__ eps, T* __restrict__ out, int64_t n,
+                                   int64_t per) {
+  using A = typename Acc<T>::type;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const A w = eps[i / per];
+    out[i] = store_cast<T, A>(w * load(real, i) + (A(1) - w) * load(fake, i));
+  }
+}
+
+// grid (chunks, B): sum of squares of one chunk of one sample
+template <typename T>
+__global__ void sumsq_partial_kernel(const T* __restrict__ g, int64_t per, typename Acc<T>::type* __restrict__ partial) {
+  using A = typename Acc<T>::type;
+  __shared__ A smem[kThreads / 32];
+  const int64_t b = blockIdx.y, chunks = gridDim.x;
+  const int64_t chunk = (per + chunks - 1) / chunks;
+  const int64_t lo = blockIdx.x * chunk, hi = min(per, lo + chunk);
+  const T* x = g + b * per;
+  A v = A(0);
+  for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+    const A t = load(x, i);
+    v += t * t;
+  }
+  v = block_sum(v, smem);
+  if (threadIdx.x == 0) partial[b * chunks + blockIdx.x] = v;
+}
+
+// one block: norms[b] and loss = scale * sum_b f(n_b), every sum in a fixed order
+template <typename A>
+__global__ void penalty_finish_kernel(const A* __restrict__ partial, int64_t B, int chunks, int kind, A scale,
+                                      A* __restrict__ norms, A* __restrict__ loss) {
+  __shared__ A smem[kThreads / 32];
+  A total = A(0);
+  for (int64_t b = threadIdx.x; b < B; b += blockDim.x) {
+    A s = A(0);
+    for (int c = 0; c < chunks; ++c) s += partial[b * chunks + c];
+    const A n = sqrt(s);
+    norms[b] = n;
+    total += penalty_term<A>(s, n, kind);
+  }
+  total = block_sum(total, smem);
+  if (threadIdx.x == 0) *loss = scale * total;
+}
+
+template <typename T>
+__global__ void penalty_bwd_kernel(const T* __restrict__ g, const typename Acc<T>::type* __restrict__ norms,
+                                   const typename Acc<T>::type* __restrict__ grad_loss,
+                                   const typename Acc<T>::type* __restrict__ grad_norms, int64_t n, int64_t per,
+                                   int kind, typename Acc<T>::type scale, T* __restrict__ out) {
+  using A = typename Acc<T>::type;
+  const A gl = *grad_loss;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t b = i / per;
+    const A c = sample_coef<A>(norms[b], kind, scale, gl, grad_norms ? grad_norms[b] : A(0));
+    out[i] = store_cast<T, A>(c * load(g, i));
+  }
+}
+
+template <typename Fn>
+cudaError_t dispatch(int dtype, Fn&& fn) {
+  switch (dtype) {
+    case kF32: return fn(float{});
+    case kF64: return fn(double{});
+    case kF16: return fn(__half{});
+    case kBF16: return fn(__nv_bfloat16{});
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace
+
+int penalty_chunks(int64_t per) {
+  // enough blocks to fill a GPU at batch 16, few enough that the finishing block is trivial
+  int64_t c = (per + 8 * kThreads - 1) / (8 * kThreads);
+  return (int)(c < 128 ? (c < 1 ? 1 : c) : 128);
+}
+
+cudaError_t launch_interpolate(int dtype, const void* real, const void* fake, const void* eps, void* out, int64_t B,
+                               int64_t per, cudaStream_t stream) {
+  return dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    using A = typename Acc<T>::type;
+    const int64_t n = B * per;
+    interpolate_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(static_cast<const T*>(real), static_cast<const T*>(fake),
+                                                                static_cast<const A*>(eps), static_cast<T*>(out), n, per);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t launch_penalty_fwd(int dtype, const void* g, int64_t B, int64_t per, int kind, double scale,
+                               void* partial, int chunks, void* norms, void* loss, cudaStream_t stream) {
+  return dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    using A = typename Acc<T>::type;
+    sumsq_partial_kernel<T><<<dim3(chunks, (unsigned)B), kThreads, 0, stream>>>(static_cast<const T*>(g), per,
+                                                                               static_cast<A*>(partial));
+    penalty_finish_kernel<A><<<1, kThreads, 0, stream>>>(static_cast<const A*>(partial), B, chunks, kind, A(scale),
+                                                         static_cast<A*>(norms), static_cast<A*>(loss));
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t launch_penalty_bwd(int dtype, const void* g, const void* norms, const void* grad_loss,
+                               const void* grad_norms, int64_t B, int64_t per, int kind, double scale, void* out,
+                               cudaStream_t stream) {
+  return dispatch(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    using A = typename Acc<T>::type;
+    const int64_t n = B * per;
+    penalty_bwd_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(
+        static_cast<const T*>(g), static_cast<const A*>(norms), static_cast<const A*>(grad_loss),
+        static_cast<const A*>(grad_norms), n, per, kind, A(scale), static_cast<T*>(out));
+    return cudaGetLastError();
+  });
+}
+
+}  // namespace gp
+}  // namespace gansr

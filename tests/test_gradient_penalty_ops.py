@@ -1,0 +1,244 @@
+"""Fused gradient-penalty ops (gansr::gp_*): C++ CPU kernels (and CUDA on a GPU) against the reference."""
+
+import pytest
+import torch
+
+from conftest import requires_cuda
+from gansr_ext.ops.gradient_penalty import (KIND_CODES, gp_interpolate, gp_interpolate_reference, gp_penalty,
+                                            gp_penalty_reference)
+
+KINDS = list(KIND_CODES)
+SHAPES = [(3, 2, 4, 5), (1, 3, 2, 2), (4, 7), (2, 1, 3, 1, 2)]
+
+
+def _grad_like(shape, dtype=torch.float64, device="cpu"):
+    # per-sample norms spread around 1 so every branch of f (n < 1, n > 1) is exercised
+    g = torch.randn(shape, dtype=dtype, device=device)
+    g = g / torch.linalg.vector_norm(g.flatten(1).double(), dim=1).to(dtype).view(-1, *([1] * (g.dim() - 1)))
+    scales = torch.linspace(0.3, 2.5, shape[0], dtype=dtype, device=device)
+    return (g * scales.view(-1, *([1] * (g.dim() - 1)))).requires_grad_(True)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_cpu_penalty_equals_reference_fp64(shape, kind, fresh_seed, poison):
+    g = _grad_like(shape)
+    a = gp_penalty(g, kind, 2.5, fused=True)
+    b = gp_penalty_reference(g, kind, 2.5)
+    assert a.shape == () and a.dtype == torch.float64
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    (ga,) = torch.autograd.grad(a, g)
+    (gb,) = torch.autograd.grad(b, g)
+    assert torch.isfinite(ga).all()
+    torch.testing.assert_close(ga, gb, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_penalty_closed_form(kind):
+    # independent of both implementations: one sample per norm value
+    g = torch.zeros(3, 2, 2, dtype=torch.float64)
+    g[0, 0, 0], g[1, 1, 1], g[2, 0, 1] = 0.5, 2.0, 3.0
+    f = {"wgan-gp": [0.25, 1.0, 4.0], "one-sided": [0.0, 1.0, 4.0], "r1": [0.25, 4.0, 9.0]}[kind]
+    expect = torch.tensor(3.0 * sum(f) / 3, dtype=torch.float64)
+    torch.testing.assert_close(gp_penalty(g, kind, 3.0, fused=True), expect)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradcheck_and_gradgradcheck(kind):
+    g = _grad_like((3, 2, 3, 2))
+    fn = lambda x: gp_penalty(x, kind, 1.7, fused=True)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (g,))
+    assert torch.autograd.gradgradcheck(fn, (g,))
+    # both outputs of the raw op (norms feed the double backward through the saved output)
+    raw = lambda x: torch.ops.gansr.gp_penalty_fwd(x, KIND_CODES[kind], 1.7)  # noqa: E731
+    assert torch.autograd.gradcheck(raw, (g,))
+    assert torch.autograd.gradgradcheck(raw, (g,))
+
+
+def test_gradcheck_backward_op_directly():
+    g = _grad_like((3, 4))
+    n = torch.linalg.vector_norm(g.detach(), dim=1).requires_grad_(True)
+    gl = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
+    gn = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    for kind in KIND_CODES.values():
+        fn = lambda a, b, c, d: torch.ops.gansr.gp_penalty_bwd(a, b, c, d, kind, 2.0)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (gl, gn, g, n))
+
+
+def test_zero_gradient_sample_gets_zero_derivative():
+    g = _grad_like((2, 3, 2, 2)).detach()
+    g[0] = 0
+    g.requires_grad_(True)
+    for kind in KINDS:
+        a = gp_penalty(g, kind, 1.0, fused=True)
+        (ga,) = torch.autograd.grad(a, g)
+        (gb,) = torch.autograd.grad(gp_penalty_reference(g, kind, 1.0), g)
+        assert torch.equal(ga[0], torch.zeros_like(ga[0]))
+        torch.testing.assert_close(ga, gb)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cpu_interpolate_equals_reference(channels_last, fresh_seed, poison):
+    real = torch.randn(3, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    fake = torch.randn(3, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    eps = torch.rand(3, dtype=torch.float64, requires_grad=True)
+    x = gp_interpolate(real, fake, eps, channels_last, fused=True)
+    assert x.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    e = eps.detach().view(-1, 1, 1, 1)
+    torch.testing.assert_close(x, e * real.detach() + (1 - e) * fake.detach(), rtol=1e-15, atol=1e-15)
+    assert torch.autograd.gradcheck(lambda a, b, c: gp_interpolate(a, b, c, channels_last, fused=True),
+                                    (real, fake, eps))
+    assert torch.autograd.gradgradcheck(lambda a, b, c: gp_interpolate(a, b, c, channels_last, fused=True),
+                                        (real, fake, eps))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.bfloat16, 1e-2), (torch.float16, 1e-3)])
+def test_cpu_low_precision_inputs(dtype, tol):
+    torch.manual_seed(3)
+    real, fake = torch.randn(2, 3, 6, 6).to(dtype), torch.randn(2, 3, 6, 6).to(dtype)
+    eps = torch.rand(2)
+    x = gp_interpolate(real, fake, eps, fused=True)
+    assert x.dtype == dtype
+    torch.testing.assert_close(x, gp_interpolate_reference(real, fake, eps), rtol=tol, atol=tol)
+    g = _grad_like((2, 3, 6, 6), dtype=dtype)
+    for kind in KINDS:
+        a = gp_penalty(g, kind, 10.0, fused=True)
+        b = gp_penalty_reference(g, kind, 10.0)
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        (ga,) = torch.autograd.grad(a, g)
+        (gb,) = torch.autograd.grad(b, g)
+        assert ga.dtype == dtype
+        torch.testing.assert_close(ga, gb, rtol=tol, atol=tol)
+
+
+def test_layouts_channels_last_and_strided():
+    base = _grad_like((2, 3, 4, 5)).detach()
+    n_ref = gp_penalty_reference(base, "wgan-gp")
+    (d_ref,) = torch.autograd.grad(gp_penalty_reference(base.requires_grad_(True), "wgan-gp"), base)
+    for g in (base.detach().contiguous(memory_format=torch.channels_last),
+              base.detach().transpose(2, 3).contiguous().transpose(2, 3)):  # strided, neither format
+        g.requires_grad_(True)
+        a = gp_penalty(g, "wgan-gp", fused=True)
+        torch.testing.assert_close(a, n_ref)
+        (d,) = torch.autograd.grad(a, g)
+        torch.testing.assert_close(d, d_ref)
+    cl = base.detach().contiguous(memory_format=torch.channels_last)
+    n = torch.linalg.vector_norm(cl.flatten(1), dim=1)
+    out = torch.ops.gansr.gp_penalty_bwd(torch.tensor(1.0, dtype=torch.float64), None, cl, n, 0, 1.0)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_opcheck():
+    gp_penalty(torch.randn(2, 3), fused=True)  # registers fake/autograd kernels
+    g = _grad_like((3, 2, 4, 5))
+    for kind in KIND_CODES.values():
+        torch.library.opcheck(torch.ops.gansr.gp_penalty_fwd.default, (g, kind, 2.5))
+    n = torch.linalg.vector_norm(g.detach().flatten(1), dim=1).requires_grad_(True)
+    gl = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    torch.library.opcheck(torch.ops.gansr.gp_penalty_bwd.default,
+                          (gl, torch.randn(3, dtype=torch.float64, requires_grad=True), g, n, 0, 2.5))
+    torch.library.opcheck(torch.ops.gansr.gp_penalty_bwd.default,
+                          (gl.detach(), None, g.detach().contiguous(memory_format=torch.channels_last), n.detach(), 1, 2.5))
+    r, f, e = torch.randn(3, 2, 4, 5, requires_grad=True), torch.randn(3, 2, 4, 5), torch.rand(3)
+    torch.library.opcheck(torch.ops.gansr.gp_interpolate.default, (r, f, e, True))
+    torch.library.opcheck(torch.ops.gansr.gp_interpolate.default, (r.detach().bfloat16(), f.bfloat16(), e, False))
+
+
+def test_bad_inputs_give_clear_errors():
+    g = torch.randn(2, 3)
+    with pytest.raises(ValueError, match="kind"):
+        gp_penalty(g, "hinge", fused=True)
+    with pytest.raises(TypeError, match="float32"):
+        gp_penalty(torch.ones(2, 3, dtype=torch.int64), fused=True)
+    with pytest.raises(ValueError, match="non-empty"):
+        gp_penalty(torch.randn(0, 3), fused=True)
+    with pytest.raises(ValueError, match="non-empty"):
+        gp_penalty(torch.randn(5), fused=True)
+    r = torch.randn(2, 3, 4, 4)
+    with pytest.raises(ValueError, match="same shape"):
+        gp_interpolate(r, torch.randn(2, 3, 4, 5), torch.rand(2), fused=True)
+    with pytest.raises(ValueError, match="eps"):
+        gp_interpolate(r, r, torch.rand(3), fused=True)
+    with pytest.raises(TypeError, match="dtype"):
+        gp_interpolate(r, r.double(), torch.rand(2), fused=True)
+    # the raw ops check too (RuntimeError from TORCH_CHECK, naming the problem)
+    with pytest.raises(RuntimeError, match="kind must be"):
+        torch.ops.gansr.gp_penalty_fwd(g, 5, 1.0)
+    with pytest.raises(RuntimeError, match="same shape"):
+        torch.ops.gansr.gp_interpolate(r, torch.randn(2, 3, 4, 5), torch.rand(2), False)
+    with pytest.raises(RuntimeError, match="norms must be"):
+        torch.ops.gansr.gp_penalty_bwd(torch.tensor(1.0), None, g, torch.ones(3), 0, 1.0)
+
+
+def test_forward_is_deterministic():
+    g = _grad_like((4, 3, 16, 16), dtype=torch.float32).detach()
+    a = [gp_penalty(g, "wgan-gp", fused=True) for _ in range(3)]
+    assert all(torch.equal(a[0], x) for x in a)
+
+
+# ---- CUDA (same properties as the CPU tests above) ------------------------------------------------------
+
+@requires_cuda
+@pytest.mark.parametrize("shape", [(3, 2, 4, 5), (16, 3, 64, 64), (2, 7)])
+@pytest.mark.parametrize("kind", KINDS)
+def test_cuda_penalty_equals_reference_fp32(shape, kind, fresh_seed, poison):
+    g = _grad_like(shape, dtype=torch.float32, device="cuda")
+    a = gp_penalty(g, kind, 10.0, fused=True)
+    b = gp_penalty_reference(g.detach().cpu().double().requires_grad_(True), kind, 10.0)
+    torch.testing.assert_close(a.cpu().double(), b.detach(), rtol=1e-5, atol=1e-5)
+    (ga,) = torch.autograd.grad(a, g)
+    (gb,) = torch.autograd.grad(gp_penalty_reference(g, kind, 10.0), g)
+    torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-6)
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cuda_low_precision(dtype, poison):
+    g = _grad_like((4, 3, 32, 32), dtype=dtype, device="cuda")
+    for kind in KINDS:
+        a = gp_penalty(g, kind, 10.0, fused=True)
+        b = gp_penalty_reference(g, kind, 10.0)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        (ga,) = torch.autograd.grad(a, g)
+        (gb,) = torch.autograd.grad(b, g)
+        torch.testing.assert_close(ga, gb, rtol=1e-2, atol=1e-2)
+    real, fake = torch.randn(4, 3, 8, 8, device="cuda").to(dtype), torch.randn(4, 3, 8, 8, device="cuda").to(dtype)
+    eps = torch.rand(4, device="cuda")
+    torch.testing.assert_close(gp_interpolate(real, fake, eps, True, fused=True),
+                               gp_interpolate_reference(real, fake, eps, True), rtol=1e-2, atol=1e-2)
+
+
+@requires_cuda
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cuda_interpolate_and_layouts(channels_last, poison):
+    real, fake = torch.randn(3, 2, 5, 6, device="cuda"), torch.randn(3, 2, 5, 6, device="cuda")
+    eps = torch.rand(3, device="cuda")
+    x = gp_interpolate(real, fake, eps, channels_last, fused=True)
+    assert x.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    torch.testing.assert_close(x, gp_interpolate_reference(real, fake, eps), rtol=1e-6, atol=1e-6)
+    g = _grad_like((3, 2, 5, 6), dtype=torch.float32, device="cuda").detach()
+    if channels_last:
+        g = g.contiguous(memory_format=torch.channels_last)
+    g.requires_grad_(True)
+    (d,) = torch.autograd.grad(gp_penalty(g, "wgan-gp", fused=True), g)
+    assert d.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@requires_cuda
+def test_cuda_gradgradcheck_fp64_and_determinism():
+    g = _grad_like((3, 2, 3, 2), device="cuda")
+    assert torch.autograd.gradgradcheck(lambda x: gp_penalty(x, "wgan-gp", 1.7, fused=True), (g,))
+    h = _grad_like((16, 3, 128, 128), dtype=torch.float32, device="cuda").detach()
+    a = [gp_penalty(h, "wgan-gp", fused=True) for _ in range(3)]
+    assert all(torch.equal(a[0], x) for x in a)
+
+
+@requires_cuda
+def test_cuda_opcheck():
+    gp_penalty(torch.randn(2, 3), fused=True)
+    g = _grad_like((3, 2, 4, 5), dtype=torch.float32, device="cuda")
+    torch.library.opcheck(torch.ops.gansr.gp_penalty_fwd.default, (g, 0, 2.5))
+    r, f, e = (torch.randn(3, 2, 4, 5, device="cuda", requires_grad=True), torch.randn(3, 2, 4, 5, device="cuda"),
+               torch.rand(3, device="cuda"))
+    torch.library.opcheck(torch.ops.gansr.gp_interpolate.default, (r, f, e, True))
