@@ -1,0 +1,55 @@
+// Fused RRDB (residual-in-residual dense block): shared declarations of the CPU and CUDA versions.
+//
+// One RRDB = three dense blocks; dense block with input x (N, nf, H, W):
+//   x_k = lrelu(conv_k(cat(x, x_1..x_{k-1})), 0.2)   k = 1..4 (gc channels each)
+//   y   = conv_5(cat(x, x_1..x_4)) * 0.2 + x         (nf channels)
+//   RRDB(x) = rdb3(rdb2(rdb1(x))) * 0.2 + x
+// Every block keeps ONE channels_last buffer (N, nf + 4 gc, H, W): its input in channels [0, nf),
+// x_k in [nf + (k-1) gc, nf + k gc). conv_k reads the channel prefix it needs (no cat), block b's
+// conv_5 epilogue writes straight into block b+1's buffer prefix. The three buffers are all that
+// backward needs (the LeakyReLU derivative comes from the sign of the saved output).
+//
+// Ops (schemas in rrdb_cpu.cpp):
+//   rrdb_fwd(x, params[30]) -> (out, buf1, buf2, buf3)
+//     params: rdb1.conv1.weight, rdb1.conv1.bias, ..., rdb3.conv5.weight, rdb3.conv5.bias (x's dtype)
+//   rrdb_bwd(grad_out, buf1, buf2, buf3, params[30]) -> (grad_x, grad_params[30])
+// out, buf*, grad_x are channels_last; grad_params are contiguous.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <vector>
+
+namespace gansr {
+namespace rrdb {
+
+constexpr int kBlocks = 3;
+constexpr int kConvs = 5;
+constexpr int kParams = 2 * kConvs * kBlocks;  // weight + bias per conv
+constexpr double kSlope = 0.2;                 // LeakyReLU negative slope
+constexpr double kResScale = 0.2;              // residual scaling of dense blocks and of the RRDB
+
+struct Dims {
+  int64_t N, nf, gc, H, W;
+  int64_t channels() const { return nf + 4 * gc; }
+  int64_t cin(int k) const { return nf + (k - 1) * gc; }  // input channels of conv_k, k = 1..5
+};
+
+// Checks x / params (shapes, dtypes, devices) and returns the dims; `op` names the caller in errors.
+Dims check_fwd_inputs(const at::Tensor& x, at::TensorList params, const char* op);
+Dims check_bwd_inputs(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
+                      const at::Tensor& buf3, at::TensorList params);
+
+inline const at::Tensor& weight(at::TensorList p, int block, int k) { return p[2 * (kConvs * block + k - 1)]; }
+inline const at::Tensor& bias(at::TensorList p, int block, int k) { return p[2 * (kConvs * block + k - 1) + 1]; }
+
+// channels_last (N, C, H, W) output allocated through gansr::new_output (poisoned when asked).
+at::Tensor new_nhwc(int64_t N, int64_t C, int64_t H, int64_t W, const at::TensorOptions& opts);
+
+// 3x3, stride 1, padding 1 convolution forward / backward through ATen (any device).
+at::Tensor conv3x3(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> conv3x3_backward(const at::Tensor& grad_out, const at::Tensor& input,
+                                                                const at::Tensor& weight, bool need_input,
+                                                                bool need_bias);
+
+}  // namespace rrdb
+}  // namespace gansr

@@ -1,0 +1,159 @@
+"""Fused RRDB (ESRGAN's residual-in-residual dense block) and the RRDBNet trunk built from it.
+
+Spec (what `rrdb_reference` computes and the kernels must equal)::
+
+    dense block D(x; conv1..conv5), all convs 3x3, stride 1, padding 1, with bias:
+        x_k = leaky_relu(conv_k(cat(x, x_1, ..., x_{k-1})), 0.2)      k = 1..4   (gc channels each)
+        D(x) = conv_5(cat(x, x_1, ..., x_4)) * 0.2 + x                           (nf channels)
+    RRDB(x) = D_3(D_2(D_1(x))) * 0.2 + x
+
+`params` of one RRDB is the list of its 30 tensors in BasicSR order: rdb1.conv1.weight,
+rdb1.conv1.bias, ..., rdb1.conv5.bias, rdb2..., rdb3.conv5.bias; conv_k.weight is
+(gc, nf + (k-1) gc, 3, 3) for k < 5 and (nf, nf + 4 gc, 3, 3) for conv5.
+
+The kernel (`torch.ops.gansr.rrdb_fwd` / `rrdb_bwd`) keeps one channels_last buffer
+(N, nf + 4 gc, H, W) per dense block: convs read channel prefixes and write their slices, so no
+concatenation is ever materialised; backward accumulates data gradients into one gradient buffer
+in place. Only the three block buffers are saved for backward. Parameters are cast to the
+activation dtype (autocast-style: bf16/fp16 activations -> bf16/fp16 GEMMs with fp32 accumulation).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._common import use_fused
+
+N_BLOCKS, N_CONVS = 3, 5
+N_PARAMS = 2 * N_CONVS * N_BLOCKS
+_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def _check(x: torch.Tensor, params) -> tuple[int, int]:
+    """Validate the inputs of one RRDB; returns (nf, gc)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"rrdb: x must be a tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"rrdb: x must be 4-D (N, nf, H, W), got shape {tuple(x.shape)}")
+    if x.dtype not in _DTYPES:
+        raise TypeError(f"rrdb: x must be float32/float64/float16/bfloat16, got {x.dtype}")
+    if x.numel() == 0:
+        raise ValueError(f"rrdb: empty input of shape {tuple(x.shape)}")
+    params = list(params)
+    if len(params) != N_PARAMS:
+        raise ValueError(f"rrdb: params must hold the {N_PARAMS} weights and biases of one RRDB, got {len(params)}")
+    for i, p in enumerate(params):
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"rrdb: params[{i}] must be a tensor, got {type(p).__name__}")
+        if p.device != x.device:
+            raise ValueError(f"rrdb: params[{i}] is on {p.device} but x is on {x.device}")
+        if p.dtype not in _DTYPES:
+            raise TypeError(f"rrdb: params[{i}] must be floating point, got {p.dtype}")
+    nf = x.shape[1]
+    if params[0].dim() != 4:
+        raise ValueError(f"rrdb: rdb1.conv1.weight must be (gc, nf, 3, 3), got {tuple(params[0].shape)}")
+    gc = params[0].shape[0]
+    for b in range(N_BLOCKS):
+        for k in range(1, N_CONVS + 1):
+            cout, cin = (nf if k == N_CONVS else gc), nf + (k - 1) * gc
+            w, bias = params[2 * (N_CONVS * b + k - 1)], params[2 * (N_CONVS * b + k - 1) + 1]
+            if tuple(w.shape) != (cout, cin, 3, 3):
+                raise ValueError(f"rrdb: rdb{b + 1}.conv{k}.weight must be {(cout, cin, 3, 3)} for nf={nf}, gc={gc}, "
+                                 f"got {tuple(w.shape)}")
+            if tuple(bias.shape) != (cout,):
+                raise ValueError(f"rrdb: rdb{b + 1}.conv{k}.bias must be ({cout},), got {tuple(bias.shape)}")
+    return nf, gc
+
+
+def dense_block_reference(x: torch.Tensor, params) -> torch.Tensor:
+    """One dense block from its 10 tensors (conv1.weight, conv1.bias, ..., conv5.bias), with torch.cat."""
+    feats = [x]
+    for k in range(N_CONVS):
+        y = F.conv2d(torch.cat(feats, 1), params[2 * k], params[2 * k + 1], padding=1)
+        if k < N_CONVS - 1:
+            feats.append(F.leaky_relu(y, 0.2))
+    return y * 0.2 + x
+
+
+def rrdb_reference(x: torch.Tensor, params) -> torch.Tensor:
+    """Pure-PyTorch RRDB (the spec; see the module docstring)."""
+    _check(x, params)
+    params = [p.to(x.dtype) for p in params]
+    h = x
+    for b in range(N_BLOCKS):
+        h = dense_block_reference(h, params[10 * b:10 * (b + 1)])
+    return h * 0.2 + x
+
+
+def rrdb_params(block: nn.Module) -> list[torch.Tensor]:
+    """The 30 parameters of an RRDB module (rdb{1,2,3}.conv{1..5}.{weight,bias}) in the op's order."""
+    try:
+        return [getattr(getattr(getattr(block, f"rdb{b}"), f"conv{k}"), name)
+                for b in range(1, N_BLOCKS + 1) for k in range(1, N_CONVS + 1) for name in ("weight", "bias")]
+    except AttributeError as e:
+        raise TypeError(f"rrdb_params: expected an RRDB module with rdb1..rdb3.conv1..conv5, got "
+                        f"{type(block).__name__} ({e})") from None
+
+
+def _setup_context(ctx, inputs, output):
+    x, params = inputs
+    _, buf1, buf2, buf3 = output
+    ctx.save_for_backward(buf1, buf2, buf3, *params)
+    ctx.x_dtype = x.dtype
+
+
+def _backward(ctx, grad_out, _g1, _g2, _g3):
+    buf1, buf2, buf3, *params = ctx.saved_tensors
+    if grad_out is None:
+        return None, None
+    grad_x, grad_params = torch.ops.gansr.rrdb_bwd(grad_out.to(buf1.dtype), buf1, buf2, buf3, params)
+    return grad_x.to(ctx.x_dtype), list(grad_params)
+
+
+def _nhwc(like: torch.Tensor, c: int) -> torch.Tensor:
+    n, _, h, w = like.shape
+    return torch.empty((n, c, h, w), dtype=like.dtype, device=like.device, memory_format=torch.channels_last)
+
+
+def _fake_fwd(x, params):
+    nf, gc = x.shape[1], params[0].shape[0]
+    return _nhwc(x, nf), _nhwc(x, nf + 4 * gc), _nhwc(x, nf + 4 * gc), _nhwc(x, nf + 4 * gc)
+
+
+def _fake_bwd(grad_out, buf1, buf2, buf3, params):
+    return _nhwc(grad_out, grad_out.shape[1]), [torch.empty(p.shape, dtype=p.dtype, device=p.device) for p in params]
+
+
+_registered = False
+
+
+def _register() -> None:
+    """Attach autograd and fake (meta) kernels to the C++ ops once `_C` is loaded."""
+    global _registered
+    if _registered:
+        return
+    torch.library.register_fake("gansr::rrdb_fwd")(_fake_fwd)
+    torch.library.register_fake("gansr::rrdb_bwd")(_fake_bwd)
+    torch.library.register_autograd("gansr::rrdb_fwd", _backward, setup_context=_setup_context)
+    _registered = True
+
+
+def rrdb(x: torch.Tensor, params, fused: bool | None = None) -> torch.Tensor:
+    """One RRDB (see module docstring) from its 30 parameters. `fused`: True = compiled kernel,
+    False = reference, None = kernel when built for the device. Differentiable in x and params;
+    the result is channels_last when fused."""
+    _check(x, params)
+    if not use_fused(fused, x):
+        return rrdb_reference(x, params)
+    _register()
+    params = [p.to(x.dtype) for p in params]  # differentiable cast: grads flow back in each param's dtype
+    return torch.ops.gansr.rrdb_fwd(x, params)[0]
+
+
+def rrdb_trunk(feat: torch.Tensor, body: nn.Module, fused: bool | None = True) -> torch.Tensor:
+    """RRDBNet's trunk: the RRDB modules of `body` (an nn.Sequential) applied in turn through the op."""
+    for block in body:
+        feat = rrdb(feat, rrdb_params(block), fused=fused)
+    return feat

@@ -1,0 +1,249 @@
+"""Fused RRDB op (`gansr::rrdb_fwd` / `rrdb_bwd`) against the pure-PyTorch reference."""
+
+import pytest
+import torch
+from conftest import requires_cuda
+
+from gansr_ext.ops import rrdb as R
+
+
+def make_params(nf, gc, dtype=torch.float64, device="cpu", scale=0.15):
+    """Random parameters of one RRDB in the op's order (weights scaled so activations stay O(1))."""
+    params = []
+    for _ in range(R.N_BLOCKS):
+        for k in range(1, R.N_CONVS + 1):
+            cout = nf if k == R.N_CONVS else gc
+            params.append((torch.randn(cout, nf + (k - 1) * gc, 3, 3, dtype=dtype, device=device) * scale))
+            params.append(torch.randn(cout, dtype=dtype, device=device) * 0.1)
+    return [p.requires_grad_() for p in params]
+
+
+def fwd_bwd(fn, x, params, grad):
+    out = fn(x, params)
+    grads = torch.autograd.grad(out, [x, *params], grad)
+    return out, grads
+
+
+def assert_parity(x, params, atol, rtol, fused_device_check=None):
+    grad = torch.randn(x.shape, dtype=x.dtype, device=x.device)
+    out_f, g_f = fwd_bwd(lambda a, p: R.rrdb(a, p, fused=True), x, params, grad)
+    out_r, g_r = fwd_bwd(R.rrdb_reference, x, params, grad)
+    torch.testing.assert_close(out_f, out_r, atol=atol, rtol=rtol)
+    names = ["x"] + [f"rdb{b + 1}.conv{k + 1}.{n}" for b in range(3) for k in range(5) for n in ("weight", "bias")]
+    for name, a, b in zip(names, g_f, g_r):
+        torch.testing.assert_close(a, b, atol=atol, rtol=rtol, msg=lambda m, name=name: f"grad of {name}: {m}")
+
+
+@pytest.mark.parametrize("nf,gc,shape", [(16, 8, (2, 6, 5)), (32, 16, (1, 7, 9)), (8, 4, (3, 1, 4))])
+def test_fp64_parity_outputs_and_all_grads(nf, gc, shape, fresh_seed):
+    n, h, w = shape
+    x = torch.randn(n, nf, h, w, dtype=torch.float64, requires_grad=True)
+    assert_parity(x, make_params(nf, gc), atol=1e-11, rtol=1e-10)
+
+
+def test_gradcheck_all_inputs():
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 3, 2, dtype=torch.float64, requires_grad=True)
+    params = make_params(4, 2, scale=0.3)
+    fn = lambda x, *p: R.rrdb(x, list(p), fused=True)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, *params), fast_mode=True)
+
+
+def test_fp32_parity_with_64_32_channels(fresh_seed):
+    x = torch.randn(2, 64, 6, 5, requires_grad=True)
+    assert_parity(x, make_params(64, 32, torch.float32, scale=0.05), atol=2e-4, rtol=1e-4)
+
+
+def test_output_is_channels_last_and_input_layouts_do_not_matter():
+    torch.manual_seed(1)
+    params = make_params(8, 4)
+    base = torch.randn(2, 8, 10, 6, dtype=torch.float64)
+    ref = R.rrdb_reference(base, params)
+    layouts = {
+        "contiguous": base,
+        "channels_last": base.contiguous(memory_format=torch.channels_last),
+        "strided": torch.randn(2, 8, 10, 12, dtype=torch.float64).index_copy_(3, torch.arange(0, 12, 2), base)[..., ::2],
+        "transposed-hw": base.transpose(2, 3).contiguous().transpose(2, 3),
+    }
+    for name, x in layouts.items():
+        assert torch.equal(x, base), name
+        out = R.rrdb(x, params, fused=True)
+        assert out.is_contiguous(memory_format=torch.channels_last), name
+        torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-12, msg=name)
+    # non-contiguous parameters are fine too
+    nc = [p.detach().transpose(-1, -2).contiguous().transpose(-1, -2) if p.dim() == 4 else p.detach() for p in params]
+    assert not nc[0].is_contiguous()
+    torch.testing.assert_close(R.rrdb(base, nc, fused=True), ref, atol=1e-12, rtol=1e-12)
+
+
+def test_poisoned_outputs_are_fully_written(poison):
+    torch.manual_seed(2)
+    x = torch.randn(2, 16, 5, 3, dtype=torch.float64, requires_grad=True)
+    params = make_params(16, 8)
+    out, b1, b2, b3 = torch.ops.gansr.rrdb_fwd(x.detach(), [p.detach() for p in params])
+    for t in (out, b1, b2, b3):
+        assert torch.isfinite(t).all()
+    gx, gp = torch.ops.gansr.rrdb_bwd(torch.randn_like(out), b1, b2, b3, [p.detach() for p in params])
+    assert torch.isfinite(gx).all() and all(torch.isfinite(g).all() for g in gp)
+    assert_parity(x, params, atol=1e-11, rtol=1e-10)
+
+
+def test_saved_buffers_hold_block_inputs_and_activations():
+    # buffer b = [input of dense block b | x_1 | x_2 | x_3 | x_4], i.e. exactly what the reference concatenates
+    torch.manual_seed(3)
+    nf, gc = 8, 4
+    x = torch.randn(1, nf, 4, 5, dtype=torch.float64)
+    params = [p.detach() for p in make_params(nf, gc)]
+    _, *bufs = torch.ops.gansr.rrdb_fwd(x, params)
+    h = x
+    for b, buf in enumerate(bufs):
+        p = params[10 * b:10 * (b + 1)]
+        feats = [h]
+        for k in range(4):
+            feats.append(torch.nn.functional.leaky_relu(
+                torch.nn.functional.conv2d(torch.cat(feats, 1), p[2 * k], p[2 * k + 1], padding=1), 0.2))
+        torch.testing.assert_close(buf, torch.cat(feats, 1))
+        h = R.dense_block_reference(h, p)
+
+
+def test_repeated_calls_are_bitwise_identical():
+    # CPU sibling of the CUDA-graph test: the op keeps no state between calls
+    torch.manual_seed(4)
+    x = torch.randn(2, 16, 6, 6, requires_grad=True)
+    params = make_params(16, 8, torch.float32)
+    g = torch.randn(2, 16, 6, 6)
+    o1, g1 = fwd_bwd(lambda a, p: R.rrdb(a, p, fused=True), x, params, g)
+    o2, g2 = fwd_bwd(lambda a, p: R.rrdb(a, p, fused=True), x, params, g)
+    assert torch.equal(o1, o2) and all(torch.equal(a, b) for a, b in zip(g1, g2))
+
+
+def test_opcheck():
+    torch.manual_seed(5)
+    R._register()
+    params = [p.detach().requires_grad_() for p in make_params(8, 4, torch.float32)]
+    x = torch.randn(2, 8, 5, 4, requires_grad=True)
+    torch.library.opcheck(torch.ops.gansr.rrdb_fwd.default, (x, params))
+    torch.library.opcheck(torch.ops.gansr.rrdb_fwd.default, (x.detach(), [p.detach() for p in params]))
+    _, *bufs = torch.ops.gansr.rrdb_fwd(x.detach(), [p.detach() for p in params])
+    torch.library.opcheck(torch.ops.gansr.rrdb_bwd.default,
+                          (torch.randn(2, 8, 5, 4), *bufs, [p.detach() for p in params]))
+
+
+def low_precision_errors(x64, params64, dtype, fused):
+    """Max errors (output, worst relative param/input grad) of a `dtype` run against the fp64 reference.
+    Parameters stay fp32 (cast inside the op, like autocast)."""
+    ref = R.rrdb_reference(x64, params64)
+    ref_grads = torch.autograd.grad(ref.square().sum(), [x64, *params64])
+    params = [p.detach().float().requires_grad_() for p in params64]
+    x = x64.detach().to(dtype).requires_grad_()
+    out = R.rrdb(x, params, fused=fused)
+    assert out.dtype == dtype
+    grads = torch.autograd.grad(out.double().square().sum(), [x, *params])
+    assert grads[0].dtype == dtype and all(g.dtype == torch.float32 for g in grads[1:])
+    out_err = (out.double() - ref).abs().max().item() / ref.abs().max().item()
+    grad_err = max(((a.double() - b).abs().max() / b.abs().max()).item() for a, b in zip(grads, ref_grads))
+    return out_err, grad_err
+
+
+def assert_low_precision_like_eager(x64, params64, dtype):
+    """The fused op in bf16/fp16 is as accurate as eager PyTorch in the same dtype (both vs fp64)."""
+    fused = low_precision_errors(x64, params64, dtype, fused=True)
+    eager = low_precision_errors(x64, params64, dtype, fused=False)
+    assert fused[0] <= 1.5 * eager[0] + 1e-3, (fused, eager)
+    assert fused[1] <= 1.5 * eager[1] + 1e-3, (fused, eager)
+    assert fused[0] < 0.05 and fused[1] < 0.5, fused  # and both are sane (bf16 grads of small params are coarse)
+
+
+def test_bf16_on_cpu_as_accurate_as_eager_bf16():
+    # CPU sibling of the CUDA low-precision test
+    torch.manual_seed(6)
+    x = torch.randn(2, 16, 6, 5, dtype=torch.float64, requires_grad=True)
+    assert_low_precision_like_eager(x, make_params(16, 8, scale=0.1), torch.bfloat16)
+
+
+def test_bad_inputs_raise_clear_errors():
+    params = [p.detach() for p in make_params(8, 4, torch.float32)]
+    x = torch.randn(1, 8, 4, 4)
+    with pytest.raises(ValueError, match="30 weights"):
+        R.rrdb(x, params[:-1], fused=True)
+    with pytest.raises(ValueError, match="4-D"):
+        R.rrdb(x[0], params, fused=True)
+    with pytest.raises(TypeError, match="float32"):
+        R.rrdb(x.long(), params, fused=True)
+    with pytest.raises(ValueError, match="empty"):
+        R.rrdb(x[:0], params, fused=True)
+    with pytest.raises(ValueError, match=r"rdb1\.conv1\.weight must be \(4, 8, 3, 3\)"):
+        R.rrdb(torch.randn(1, 8, 4, 4), [params[0][:, :7]] + params[1:], fused=True)
+    with pytest.raises(ValueError, match=r"rdb2\.conv5\.bias"):
+        bad = list(params)
+        bad[19] = torch.zeros(5)
+        R.rrdb(x, bad, fused=True)
+    with pytest.raises(TypeError, match="params\\[3\\]"):
+        R.rrdb(x, params[:3] + ["w"] + params[4:], fused=True)
+    # the C++ op checks on its own (ValueError / TypeError from TORCH_CHECK_VALUE / _TYPE)
+    with pytest.raises(ValueError, match="rrdb_fwd.*30"):
+        torch.ops.gansr.rrdb_fwd(x, params[:10])
+    with pytest.raises(TypeError, match="rrdb_fwd.*dtype"):
+        torch.ops.gansr.rrdb_fwd(x.double(), params)
+    with pytest.raises(ValueError, match="rrdb_bwd.*buffers"):
+        torch.ops.gansr.rrdb_bwd(x, x, x, x, params)
+
+
+# ---------------------------------------------------------------- CUDA (each with a CPU sibling above)
+
+def _cuda_case(dtype, nf=32, gc=16, shape=(2, 9, 7)):
+    torch.manual_seed(7)
+    n, h, w = shape
+    params = make_params(nf, gc, torch.float32, device="cuda", scale=0.1)
+    x = torch.randn(n, nf, h, w, device="cuda")
+    return x, params
+
+
+@requires_cuda
+def test_cuda_fp32_parity():
+    x, params = _cuda_case(torch.float32)
+    prev = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # compare true fp32 GEMMs
+    try:
+        assert_parity(x.requires_grad_(), params, atol=1e-4, rtol=1e-4)
+    finally:
+        torch.backends.cudnn.allow_tf32 = prev
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cuda_low_precision_as_accurate_as_eager(dtype):
+    torch.manual_seed(8)
+    x = torch.randn(3, 64, 11, 13, dtype=torch.float64, device="cuda", requires_grad=True)
+    assert_low_precision_like_eager(x, make_params(64, 32, device="cuda", scale=0.05), dtype)
+
+
+@requires_cuda
+def test_cuda_graph_capture_replays_eager_result():
+    x, params = _cuda_case(torch.bfloat16, nf=32, gc=16, shape=(2, 8, 8))
+    x = x.bfloat16()
+    params = [p.detach().bfloat16() for p in params]
+    R._register()
+    g = torch.randn(2, 32, 8, 8, device="cuda", dtype=torch.bfloat16)
+
+    def step():
+        out, *bufs = torch.ops.gansr.rrdb_fwd(x, params)
+        gx, gp = torch.ops.gansr.rrdb_bwd(g, *bufs, params)
+        return [out, gx, *gp]
+
+    eager = step()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static = step()
+    graph.replay()
+    torch.cuda.synchronize()
+    for a, b in zip(static, eager):
+        # bias gradients use float atomics: equal up to summation order
+        torch.testing.assert_close(a.float(), b.float(), atol=1e-2, rtol=1e-2)
+    torch.testing.assert_close(static[0], eager[0], atol=0, rtol=0)
