@@ -16,9 +16,10 @@ _LAZY = {
     "read_image": "io", "read_image_with_alpha": "io", "write_image": "io", "list_images": "io",
     "ImageReadError": "io", "IMAGE_EXTENSIONS": "io",
     "PairedImageDataset": "datasets", "HROnlyDataset": "datasets", "random_crop_pair": "datasets",
-    "augment_pair": "datasets",
+    "augment_pair": "datasets", "item_generator": "datasets", "UnreadableImageWarning": "datasets",
     "sample_images": "samples", "write_sample_folders": "samples",
     "extract_subimages": "prepare", "prepare_dataset": "prepare", "DATASETS": "prepare",
+    "DatasetInfo": "prepare", "find_dataset_dirs": "prepare",
     "download": "downloader", "DOWNLOADS": "downloader", "DownloadError": "downloader",
 }
 
