@@ -4,6 +4,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import requires_cuda
+
 from gansr_ext.losses.penalty import draw_eps, gradient_penalty, gradient_penalty_reference
 
 
@@ -83,3 +85,248 @@ def test_real_and_fake_receive_no_gradient():
     gp = gradient_penalty_reference(QuadD(), real, fake)
     assert gp.requires_grad
     assert torch.autograd.grad(gp, [real, fake], allow_unused=True) == (None, None)
+
+
+# ---- gradient_penalty (fused path and options) against the reference ----------------------------------
+
+import copy  # noqa: E402
+
+from torch.nn.utils import spectral_norm  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
+from gansr_ext.models import UNetDiscriminatorSN, VGGDiscriminator128  # noqa: E402
+
+KINDS = ["wgan-gp", "one-sided", "r1"]
+
+
+def _bn_d():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2), nn.Conv2d(4, 4, 4, 2, 1),
+                         nn.BatchNorm2d(4), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(4 * 4 * 4, 1))
+
+
+def _sn_d():
+    return nn.Sequential(spectral_norm(nn.Conv2d(3, 4, 3, 1, 1)), nn.LeakyReLU(0.2),
+                         spectral_norm(nn.Conv2d(4, 4, 4, 2, 1)), nn.LeakyReLU(0.2), nn.Conv2d(4, 1, 3, 1, 1))
+
+
+def _plain_d():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, 1, 1), nn.Softplus(), nn.Conv2d(4, 1, 4, 2, 1))
+
+
+def _d_step(D, fn, **kw):
+    """Penalty value, D parameter gradients and D buffers (BN running stats, SN u/v) after one penalty."""
+    D = copy.deepcopy(D)
+    D.zero_grad(set_to_none=True)
+    gp = fn(D, **kw)
+    gp.backward()
+    grads = [p.grad.clone() if p.grad is not None else None for p in D.parameters()]
+    return gp.detach(), grads, [b.clone() for b in D.buffers()]
+
+
+def _assert_grads_aligned(grads, ref_grads, rel=0.05):
+    # low-precision runs: each parameter gradient within rel of the size of the whole fp32 gradient
+    # (per-parameter cosines are meaningless for the ~0 gradients of conv biases followed by BatchNorm)
+    scale = torch.cat([b.flatten() for b in ref_grads if b is not None]).norm()
+    for a, b in zip(grads, ref_grads):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert (a - b).norm() <= rel * scale
+
+
+def _assert_same_step(a, b, rtol=1e-9, atol=1e-11):
+    torch.testing.assert_close(a[0], b[0], rtol=rtol, atol=atol)
+    assert len(a[1]) == len(b[1])
+    for ga, gb in zip(a[1], b[1]):
+        assert (ga is None) == (gb is None)
+        if ga is not None:
+            assert torch.isfinite(ga).all()
+            torch.testing.assert_close(ga, gb, rtol=rtol, atol=atol)
+    for ba, bb in zip(a[2], b[2]):
+        torch.testing.assert_close(ba, bb, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("make_d,size", [(_bn_d, 8), (_sn_d, 8),
+                                         (lambda: VGGDiscriminator128(nf=2), 128),
+                                         (lambda: UNetDiscriminatorSN(nf=2), 16)],
+                         ids=["bn", "sn", "vgg128", "unet_sn"])
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("fused", [True, False])
+def test_exact_mode_equals_reference_fp64(make_d, size, kind, fused, poison):
+    torch.manual_seed(11)
+    D = make_d().double().train()
+    real, fake = torch.randn(3, 3, size, size, dtype=torch.float64), torch.randn(3, 3, size, size, dtype=torch.float64)
+    ref = _d_step(D, lambda d: gradient_penalty_reference(d, real, fake, 10.0, kind,
+                                                          generator=torch.Generator().manual_seed(5)))
+    out = _d_step(D, lambda d: gradient_penalty(d, real, fake, 10.0, kind, fused=fused,
+                                                generator=torch.Generator().manual_seed(5)))
+    assert ref[0] > 0 or kind == "one-sided"
+    _assert_same_step(out, ref)
+
+
+def test_first_order_pass_skips_weight_gradients():
+    """autograd.grad(inputs=[xhat]) masks the weight (and bias) gradient of every convolution_backward."""
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.masks = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution_backward.default:
+                self.masks.append(tuple(args[-1]))
+            return func(*args, **(kwargs or {}))
+
+    D = _plain_d().double()
+    real, fake = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    with Record() as rec:
+        gradient_penalty(D, real, fake, fused=True)
+    # the first conv's input gradient is xhat's; both convs need only grad_input
+    assert rec.masks == [(True, False, False)] * 2
+    with Record() as rec_all:  # contrast: asking for the parameters too computes weight gradients
+        x = real.clone().requires_grad_(True)
+        torch.autograd.grad(D(x).sum(), [x, *D.parameters()], create_graph=True)
+    assert all(m[1] for m in rec_all.masks)
+
+
+def test_lazy_regularisation_scales_and_skips():
+    torch.manual_seed(4)
+    D = _plain_d().double()
+    real, fake = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    calls = []
+    D.register_forward_hook(lambda *a: calls.append(1))
+    exact = gradient_penalty(D, real, fake, generator=torch.Generator().manual_seed(1), fused=True)
+    calls.clear()
+    for step in (1, 2, 3, 5):
+        skipped = gradient_penalty(D, real, fake, step=step, lazy_interval=4, fused=True)
+        assert skipped.shape == () and skipped.item() == 0.0 and not skipped.requires_grad
+    assert calls == []  # nothing computed on skipped steps
+    for step in (0, 8):
+        lazy = gradient_penalty(D, real, fake, generator=torch.Generator().manual_seed(1), step=step, lazy_interval=4,
+                                fused=True)
+        torch.testing.assert_close(lazy, 4 * exact)
+    with pytest.raises(ValueError, match="step"):
+        gradient_penalty(D, real, fake, lazy_interval=4)
+    with pytest.raises(ValueError, match="lazy_interval"):
+        gradient_penalty(D, real, fake, lazy_interval=0)
+
+
+@pytest.mark.parametrize("subset,n", [(2, 2), (0.5, 2), (1.0, 4)])
+def test_subset_penalises_first_samples(subset, n):
+    torch.manual_seed(6)
+    D = _sn_d().double()
+    real, fake = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    ref = _d_step(D, lambda d: gradient_penalty_reference(d, real[:n], fake[:n],
+                                                          generator=torch.Generator().manual_seed(2)))
+    for fused in (True, False):
+        out = _d_step(D, lambda d: gradient_penalty(d, real, fake, subset=subset, fused=fused,
+                                                    generator=torch.Generator().manual_seed(2)))
+        _assert_same_step(out, ref)
+
+
+def test_channels_last_matches_exact():
+    torch.manual_seed(8)
+    D = _bn_d().double()
+    real, fake = torch.randn(3, 3, 8, 8, dtype=torch.float64), torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    ref = _d_step(D, lambda d: gradient_penalty_reference(d, real, fake, generator=torch.Generator().manual_seed(3)))
+    seen = []
+    D.register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous(memory_format=torch.channels_last)))
+    out = _d_step(D, lambda d: gradient_penalty(d, real, fake, channels_last=True, fused=True,
+                                                generator=torch.Generator().manual_seed(3)))
+    assert seen == [True]
+    _assert_same_step(out, ref)
+
+
+@pytest.mark.parametrize("kind", ["wgan-gp", "r1"])
+def test_bf16_autocast_close_to_fp32(kind):
+    torch.manual_seed(9)
+    D = _bn_d()
+    real, fake = torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)
+    ref = _d_step(D, lambda d: gradient_penalty_reference(d, real, fake, kind=kind,
+                                                          generator=torch.Generator().manual_seed(3)))
+    out = _d_step(D, lambda d: gradient_penalty(d, real, fake, kind=kind, autocast_dtype=torch.bfloat16,
+                                                channels_last=True, fused=True,
+                                                generator=torch.Generator().manual_seed(3)))
+    assert out[0].dtype == torch.float32
+    torch.testing.assert_close(out[0], ref[0], rtol=5e-2, atol=1e-3)
+    _assert_grads_aligned(out[1], ref[1])
+
+
+def test_r1_needs_no_fake_and_fused_eps_matches_reference_eps():
+    torch.manual_seed(10)
+    D = _plain_d().double()
+    real, fake = torch.randn(3, 3, 8, 8, dtype=torch.float64), torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(gradient_penalty(D, real, None, kind="r1", fused=True),
+                               gradient_penalty_reference(D, real, None, kind="r1"))
+    eps = torch.rand(3, dtype=torch.float64)
+    torch.testing.assert_close(gradient_penalty(D, real, fake, eps=eps, fused=True),
+                               gradient_penalty_reference(D, real, fake, eps=eps))
+
+
+def test_bad_inputs_give_clear_errors():
+    D = _plain_d()
+    r = torch.randn(2, 3, 8, 8)
+    cases = [
+        (dict(real=r, fake=torch.randn(2, 3, 8, 9)), ValueError, "same shape"),
+        (dict(real=r.long(), fake=r.long()), TypeError, "float32"),
+        (dict(real=torch.randn(0, 3, 8, 8), fake=torch.randn(0, 3, 8, 8)), ValueError, "empty"),
+        (dict(real=r, fake=r, kind="hinge"), ValueError, "kind"),
+        (dict(real=r, fake=None), ValueError, "fake is None"),
+        (dict(real=r, fake=r.double()), TypeError, "dtype"),
+        (dict(real=r, fake=r, lam=-1.0), ValueError, "lam"),
+        (dict(real=r, fake=r, subset=3), ValueError, "subset"),
+        (dict(real=r, fake=r, subset=0.0), ValueError, "subset"),
+        (dict(real=r, fake=r, eps=torch.rand(3)), ValueError, "eps"),
+        (dict(real=r, fake=r, autocast_dtype=torch.float64), ValueError, "autocast_dtype"),
+        (dict(real=r.flatten(1), fake=r.flatten(1), channels_last=True), ValueError, "channels_last"),
+    ]
+    for kw, exc, msg in cases:
+        for fn in (gradient_penalty, gradient_penalty_reference):
+            extra = {k: kw[k] for k in ("subset", "autocast_dtype", "channels_last") if k in kw}
+            if extra and fn is gradient_penalty_reference:
+                continue
+            with pytest.raises(exc, match=msg):
+                fn(D, **kw)
+    with pytest.raises(TypeError, match="callable"):
+        gradient_penalty("D", r, r)
+
+
+# ---- CUDA siblings (same properties on the GPU) -----------------------------------------------------------
+
+@requires_cuda
+@pytest.mark.parametrize("make_d,size", [(lambda: VGGDiscriminator128(nf=8), 128),
+                                         (lambda: UNetDiscriminatorSN(nf=8), 32)], ids=["vgg128", "unet_sn"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_cuda_exact_mode_equals_reference_fp32(make_d, size, kind, poison):
+    torch.manual_seed(12)
+    D = make_d().cuda().train()
+    real, fake = torch.randn(4, 3, size, size, device="cuda"), torch.randn(4, 3, size, size, device="cuda")
+    with torch.backends.cudnn.flags(enabled=True, deterministic=True, benchmark=False), _no_tf32():
+        ref = _d_step(D, lambda d: gradient_penalty_reference(d, real, fake, kind=kind,
+                                                              generator=torch.Generator().manual_seed(5)))
+        out = _d_step(D, lambda d: gradient_penalty(d, real, fake, kind=kind, fused=True,
+                                                    generator=torch.Generator().manual_seed(5)))
+    _assert_same_step(out, ref, rtol=1e-4, atol=1e-5)
+
+
+@requires_cuda
+def test_cuda_bf16_channels_last_close_to_fp32():
+    torch.manual_seed(13)
+    D = VGGDiscriminator128(nf=8).cuda()
+    real, fake = torch.randn(4, 3, 128, 128, device="cuda"), torch.randn(4, 3, 128, 128, device="cuda")
+    with _no_tf32():
+        ref = _d_step(D, lambda d: gradient_penalty_reference(d, real, fake, generator=torch.Generator().manual_seed(3)))
+    out = _d_step(D, lambda d: gradient_penalty(d, real, fake, autocast_dtype=torch.bfloat16, channels_last=True,
+                                                fused=True, generator=torch.Generator().manual_seed(3)))
+    torch.testing.assert_close(out[0], ref[0], rtol=5e-2, atol=1e-3)
+    _assert_grads_aligned(out[1], ref[1])
+
+
+class _no_tf32:
+    """fp32 parity on Ampere+: TF32 convolutions/matmuls would differ from the reference by ~1e-3."""
+
+    def __enter__(self):
+        self.saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+
+    def __exit__(self, *exc):
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
