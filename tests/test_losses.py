@@ -109,8 +109,10 @@ def test_gan_known_values(name):
 @pytest.mark.parametrize("name", ["ragan", "rals", "rahinge"])
 def test_relativistic_average_per_pixel_logits_of_different_batch(name):
     # a U-Net discriminator gives (B, 1, H, W); E[.] is over every element
-    r, f = np.random.default_rng(0).normal(size=(2, 1, 3, 3)), np.random.default_rng(1).normal(size=(3, 1, 3, 3))
-    assert make_gan_loss(name).d_loss(torch.tensor(r), torch.tensor(f)).item() == pytest.approx(NUMPY_GAN[name][0](r, f))
+    r = np.random.default_rng(0).normal(size=(2, 1, 3, 3))
+    f = np.random.default_rng(1).normal(size=(3, 1, 3, 3))
+    out = make_gan_loss(name).d_loss(torch.tensor(r), torch.tensor(f))
+    assert out.item() == pytest.approx(NUMPY_GAN[name][0](r, f))
 
 
 @pytest.mark.parametrize("name", RELATIVISTIC)
@@ -189,6 +191,14 @@ def test_penalty_variants_forward_to_gradient_penalty(monkeypatch, name, kind, b
     assert loss.penalty(D, real, fake, step=7).item() == 1.25
     assert calls == [(D, real, fake, 3.0, kind, {"fused": False, "step": 7})]
     assert make_gan_loss(name).lam == 10.0
+
+
+def test_gradient_penalty_is_exported_lazily():
+    import gansr_ext.losses
+
+    assert gansr_ext.losses.gradient_penalty is penalty_module.gradient_penalty
+    with pytest.raises(AttributeError):
+        gansr_ext.losses.no_such_loss
 
 
 def test_plain_losses_need_no_penalty():
