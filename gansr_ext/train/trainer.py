@@ -1,0 +1,569 @@
+"""The training loop: PSNR stage (pixel losses) and GAN stage (adds D and the adversarial term).
+
+One iteration (GAN stage, ESRGAN/BasicSR order):
+  G step: sr = G(lr); L_G = sum_t w_t * loss_t(sr, hr) + w_adv * g_loss(D(hr).detach(), D(sr)); Adam step; EMA.
+  D step: L_D = d_loss(D(hr), D(sr.detach())) [+ penalty(D, hr, sr)]; Adam step.
+Both schedulers step once per iteration, skipped iterations included, so lr is a function of the
+iteration number.
+
+Exact resume: a checkpoint holds the models, EMA, optimizers, schedulers, GradScaler, every rank's
+RNG states, the best-metric record and the iteration; the data position is the iteration (epoch =
+iteration // batches_per_epoch, offset within the epoch), and each item's random crop is seeded from
+(seed, epoch, index) (`EpochSeededDataset`), so a resumed run sees the same batches.
+
+Divergence guard: a non-finite G or D loss skips the whole iteration (logged). `guard.max_nonfinite`
+in a row, or a D loss below `guard.collapse_d_loss` for `guard.collapse_patience` iterations, rolls
+back to the newest checkpoint and multiplies the learning rates by `guard.lr_factor`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import distributed as dist_utils
+from .builders import (EpochSeededDataset, build_dataset, build_discriminator, build_generator,
+                       build_generator_losses, build_optimizer, build_scheduler)
+from .checkpointing import CheckpointManager, rng_state, seed_everything, set_rng_state
+from .config import ConfigError, dump_config
+from .ema import EMA
+from .logging import RunLogger
+
+LOWER_IS_BETTER = {"lpips", "niqe", "brisque", "fid", "dists"}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config device 'cuda' asked for, but no CUDA GPU is available")
+    return dist_utils.local_device(name)
+
+
+def resolve_fused(mode: str, device: torch.device) -> bool:
+    """fused: off -> False; on -> True (error when not compiled for the device); auto -> where compiled."""
+    from .._ext import cuda_kernels_available, extension_available
+
+    if mode == "off":
+        return False
+    available = extension_available() and (device.type == "cpu" or cuda_kernels_available())
+    if mode == "on" and not available:
+        raise RuntimeError(f"train.fused=on but the compiled gansr ops are not available for {device.type} "
+                           "(run `make build`, or set train.fused=auto/off)")
+    return available
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    if mode == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if mode == "off":
+        return None
+    if mode == "fp16" and device.type != "cuda":
+        raise ConfigError("train.amp=fp16 needs a CUDA device (use bf16 or off on CPU)")
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
+
+
+class Trainer:
+    """Trains from a config (see `config.DEFAULTS`). Components may be passed in (tests, the demo);
+    anything not passed is built from the config.
+
+    `metrics`: name -> fn(sr, hr) -> float on (1, C, H, W) images in [0, 1], used for validation.
+    """
+
+    def __init__(self, cfg: dict, run_dir: str | Path | None = None, *, train_set=None, val_set=None,
+                 generator: nn.Module | None = None, discriminator: nn.Module | None = None,
+                 losses: nn.Module | None = None, metrics: dict | None = None,
+                 resume: bool | str | Path = False):
+        self.cfg = cfg
+        self.device = resolve_device(cfg["device"])
+        dist_utils.init_from_env(cfg["dist"]["backend"], self.device.type)
+        self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
+        self.main = self.rank == 0
+        self.run_dir = Path(run_dir) if run_dir is not None else Path(cfg["output_dir"]) / cfg["name"]
+        seed_everything(cfg["seed"] + self.rank)
+        tcfg = cfg["train"]
+        self.gan = cfg["stage"] == "gan"
+        self.amp_dtype = resolve_amp(tcfg["amp"], self.device)
+        self.fused = resolve_fused(tcfg["fused"], self.device)
+        self.notes: list[str] = []  # facts for the log and the summary (fallbacks, random backbones)
+
+        # models
+        G = generator if generator is not None else build_generator(cfg)
+        if cfg["model"]["pretrained_g"]:
+            self._load_pretrained_g(G, cfg["model"]["pretrained_g"])
+        self._set_fused(G)
+        cl = tcfg["channels_last"]
+        cl = self.device.type == "cuda" if cl == "auto" else cl
+        self.mem_format = torch.channels_last if cl else torch.contiguous_format
+        G = G.to(self.device, memory_format=self.mem_format)
+        self.G = nn.parallel.DistributedDataParallel(G) if self.world > 1 else G  # broadcasts rank 0's weights
+        self.ema = EMA(G, tcfg["ema_decay"]) if tcfg["ema_decay"] > 0 else None
+        self.D = None
+        if self.gan:
+            D = discriminator if discriminator is not None else build_discriminator(cfg)
+            if cfg["dist"]["sync_bn"] and self.world > 1:
+                if self.device.type == "cuda":
+                    D = nn.SyncBatchNorm.convert_sync_batchnorm(D)
+                else:
+                    self.notes.append("dist.sync_bn ignored: SyncBatchNorm runs on GPUs only")
+            self.D = D.to(self.device, memory_format=self.mem_format)
+            dist_utils.broadcast_buffers(self.D)
+            for p in self.D.parameters():  # same initial D on every rank
+                if self.world > 1:
+                    torch.distributed.broadcast(p.data, src=0)
+
+        # losses: a CompositeLoss (pred, target, real_logits, fake_logits) -> (total, {term: value})
+        self.losses = losses if losses is not None else build_generator_losses(
+            cfg, self.fused, self.amp_dtype, cl)
+        self.losses.to(self.device)
+        self.gan_loss = self.losses.gan_loss
+        if self.gan and self.gan_loss is None:
+            raise ConfigError("stage 'gan' needs an adversarial loss term (losses.gan)")
+
+        # optimisation
+        self.opt_g = build_optimizer(self.G.parameters(), cfg["optim"]["g"], "optim.g")
+        self.sched_g = build_scheduler(self.opt_g, cfg)
+        self.opt_d = self.sched_d = None
+        if self.gan:
+            self.opt_d = build_optimizer(self.D.parameters(), cfg["optim"]["d"], "optim.d")
+            self.sched_d = build_scheduler(self.opt_d, cfg)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        # data
+        self.train_set = train_set if train_set is not None else build_dataset(cfg, "train")
+        self.val_set = val_set
+        if self.val_set is None and cfg["data"]["val"]["root"] is not None:
+            self.val_set = build_dataset(cfg, "val")
+        self._setup_loader()
+        self.metrics = metrics
+
+        # state
+        self.iteration = 0
+        self.best = {"metric": cfg["val"]["best_metric"], "value": None, "iteration": None}
+        self.skipped_total = self.rollbacks = 0
+        self._nonfinite_run = self._collapse_run = 0
+        self._nan_pending = set(int(i) for i in cfg["guard"]["inject_nan_at"])
+        self.ckpt = CheckpointManager(self.run_dir / "checkpoints", cfg["checkpoint"]["keep_last"])
+        self.last_val: dict = {}
+        if resume:
+            path = self.ckpt.latest() if resume is True else Path(resume)
+            if path is None:
+                raise FileNotFoundError(f"--resume: no checkpoint in {self.ckpt.folder}")
+            self.load_state(CheckpointManager.load(path))
+            self.resumed_from = path
+        else:
+            self.resumed_from = None
+
+    # ------------------------------------------------------------------ setup helpers
+
+    def _load_pretrained_g(self, G: nn.Module, path) -> None:
+        from ..models import load_generator
+
+        src = load_generator(path)
+        G.load_state_dict(src.state_dict())
+
+    def _set_fused(self, G: nn.Module) -> None:
+        if not hasattr(G, "set_fused"):
+            return
+        try:
+            G.set_fused(self.fused)
+        except RuntimeError as e:
+            if self.cfg["train"]["fused"] == "on":
+                raise
+            G.set_fused(False)
+            self.notes.append(f"generator runs unfused ({e})")
+
+    def _setup_loader(self) -> None:
+        n = len(self.train_set)
+        bs = self.cfg["data"]["batch_size"]
+        self.sampler = dist_utils.ResumableSampler(n, seed=self.cfg["seed"])
+        self.batches_per_epoch = self.sampler.per_rank // bs
+        if self.batches_per_epoch < 1:
+            raise ValueError(f"training set has {n} images ({self.sampler.per_rank} per process), fewer than "
+                             f"data.batch_size={bs}")
+        self._loader_epoch = None
+        self._loader_iter = None
+
+    def _next_batch(self) -> dict:
+        bs = self.cfg["data"]["batch_size"]
+        epoch, offset = divmod(self.iteration, self.batches_per_epoch)
+        if self._loader_iter is None or self._loader_epoch != epoch:
+            self.sampler.set_position(epoch, offset * bs)
+            sampler = _EpochTagged(self.sampler, epoch)
+            loader = torch.utils.data.DataLoader(
+                EpochSeededDataset(self.train_set, self.cfg["seed"]), batch_size=bs, sampler=sampler,
+                num_workers=self.cfg["data"]["num_workers"], drop_last=True,
+                pin_memory=self.device.type == "cuda",
+                generator=torch.Generator().manual_seed(self.cfg["seed"] + epoch),  # keeps the global RNG untouched
+            )
+            self._loader_iter, self._loader_epoch = iter(loader), epoch
+        return next(self._loader_iter)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.device, non_blocking=True).contiguous(memory_format=self.mem_format)
+
+    @property
+    def generator(self) -> nn.Module:
+        """The model to validate/export: the EMA copy when there is one."""
+        return self.ema.module if self.ema is not None else _unwrap(self.G)
+
+    # ------------------------------------------------------------------ one iteration
+
+    def train_step(self, batch: dict) -> dict:
+        """One iteration; returns the logged scalars (empty dict's 'skipped' = 1 when skipped)."""
+        lr, hr = self._to_device(batch["lr"]), self._to_device(batch["hr"])
+        it = self.iteration + 1
+        stats: dict[str, float] = {}
+        G = self.G
+        if self.D is not None:
+            self.D.requires_grad_(False)
+        self.opt_g.zero_grad(set_to_none=True)
+        with self._autocast():
+            sr = G(lr)
+            real_logits = fake_logits = None
+            if self.gan:
+                real_logits = self.D(hr).detach().float()
+                fake_logits = self.D(sr).float()
+            total_g, terms = self.losses(sr.float(), hr, real_logits, fake_logits)
+        if it in self._nan_pending:  # test hook
+            self._nan_pending.discard(it)
+            total_g = total_g * float("nan")
+        g_ok = dist_utils.all_true(bool(torch.isfinite(total_g).item()), self.device)
+        stepped = False
+        if g_ok:
+            self.scaler.scale(total_g).backward()
+            self._clip(G, self.opt_g)
+            self.scaler.step(self.opt_g)
+            stepped = True
+        stats.update({f"g_{k}": v.item() for k, v in terms.items()})
+        stats["g_total"] = total_g.item()
+
+        d_ok = True
+        if g_ok and self.gan:
+            d_ok = self._d_step(hr, sr.detach(), stats)
+            stepped = stepped or d_ok
+        if stepped:
+            self.scaler.update()
+        if g_ok and self.ema is not None:
+            self.ema.update(_unwrap(G))
+        self.sched_g.step()
+        if self.sched_d is not None:
+            self.sched_d.step()
+        self.iteration = it
+        ok = g_ok and d_ok
+        stats["skipped"] = 0.0 if ok else 1.0
+        return stats
+
+    def _d_step(self, hr: torch.Tensor, fake: torch.Tensor, stats: dict) -> bool:
+        """Discriminator update; False (nothing stepped) when its loss is not finite."""
+        self.D.requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        with self._autocast():
+            real_logits = self.D(hr).float()
+            fake_logits = self.D(fake).float()
+            d_loss = self.gan_loss.d_loss(real_logits, fake_logits)
+        d_total = d_loss
+        if getattr(self.gan_loss, "needs_penalty", False):
+            with torch.autocast(self.device.type, enabled=False):  # double backward in fp32
+                pen = self.gan_loss.penalty(self.D, hr.float(), fake.float())
+            stats["d_penalty"] = pen.item()
+            d_total = d_total + pen
+        stats.update(d_loss=d_loss.item(), d_total=d_total.item(),
+                     d_real_logit=real_logits.mean().item(), d_fake_logit=fake_logits.mean().item())
+        if not dist_utils.all_true(bool(torch.isfinite(d_total).item()), self.device):
+            return False
+        self.scaler.scale(d_total).backward()
+        dist_utils.average_gradients(self.D)
+        self._clip(self.D, self.opt_d)
+        self.scaler.step(self.opt_d)
+        dist_utils.broadcast_buffers(self.D)
+        return True
+
+    def _clip(self, model: nn.Module, opt) -> None:
+        if self.cfg["train"]["grad_clip"]:
+            self.scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg["train"]["grad_clip"])
+
+    # ------------------------------------------------------------------ guard
+
+    def _guard(self, stats: dict, log: RunLogger) -> bool:
+        """Update the divergence counters; True when a rollback happened."""
+        g = self.cfg["guard"]
+        if stats["skipped"]:
+            self._nonfinite_run += 1
+            self.skipped_total += 1
+            bad = {k: v for k, v in stats.items() if isinstance(v, float) and not math.isfinite(v)}
+            log.info(f"iter {self.iteration}: non-finite loss {bad} -> step skipped "
+                     f"({self._nonfinite_run}/{g['max_nonfinite']} in a row)")
+            if self._nonfinite_run >= g["max_nonfinite"]:
+                self.rollback(f"{self._nonfinite_run} non-finite losses in a row", log)
+                return True
+            return False
+        self._nonfinite_run = 0
+        if self.gan and g["collapse_d_loss"] > 0:
+            low = dist_utils.all_true(stats.get("d_loss", 1.0) < g["collapse_d_loss"], self.device)
+            self._collapse_run = self._collapse_run + 1 if low else 0
+            if self._collapse_run >= g["collapse_patience"]:
+                self.rollback(f"D loss below {g['collapse_d_loss']} for {self._collapse_run} iterations "
+                              "(discriminator collapse)", log)
+                return True
+        return False
+
+    def rollback(self, reason: str, log: RunLogger) -> None:
+        """Restore the newest checkpoint and scale every learning rate by guard.lr_factor."""
+        g = self.cfg["guard"]
+        if self.rollbacks >= g["max_rollbacks"]:
+            raise RuntimeError(f"training diverged: {reason}, and {self.rollbacks} rollbacks "
+                               f"(guard.max_rollbacks) did not help")
+        path = self.ckpt.latest()
+        if path is None:
+            raise RuntimeError(f"training diverged ({reason}) and there is no checkpoint to roll back to")
+        from_iter = self.iteration
+        self.load_state(CheckpointManager.load(path), counters=False)
+        factor = g["lr_factor"]
+        for opt, sched in ((self.opt_g, self.sched_g), (self.opt_d, self.sched_d)):
+            if opt is None:
+                continue
+            for group in opt.param_groups:
+                group["lr"] *= factor
+                if "initial_lr" in group:
+                    group["initial_lr"] *= factor
+            sched.base_lrs = [b * factor for b in sched.base_lrs]
+            if hasattr(sched, "_last_lr"):
+                sched._last_lr = [group["lr"] for group in opt.param_groups]
+        self.rollbacks += 1
+        self._nonfinite_run = self._collapse_run = 0
+        lrs = ", ".join(f"{n} {o.param_groups[0]['lr']:.3g}" for n, o in (("G", self.opt_g), ("D", self.opt_d)) if o)
+        log.info(f"ROLLBACK #{self.rollbacks} at iter {from_iter}: {reason}; restored {path.name} "
+                 f"(iter {self.iteration}); learning rates x{factor} -> {lrs}")
+        log.reset_progress(self.iteration)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict:
+        rngs = dist_utils.gather_objects(rng_state())
+        return {
+            "iteration": self.iteration, "config": self.cfg, "world_size": self.world,
+            "G": _unwrap(self.G).state_dict(), "ema": self.ema.state_dict() if self.ema else None,
+            "D": self.D.state_dict() if self.D is not None else None,
+            "opt_g": self.opt_g.state_dict(), "sched_g": self.sched_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d else None,
+            "sched_d": self.sched_d.state_dict() if self.sched_d else None,
+            "scaler": self.scaler.state_dict(), "rng": rngs, "best": dict(self.best),
+            "guard": {"skipped_total": self.skipped_total, "rollbacks": self.rollbacks},
+        }
+
+    def load_state(self, state: dict, counters: bool = True) -> None:
+        """Restore a checkpoint; `counters=False` (rollback) keeps this run's skip/rollback counts."""
+        _unwrap(self.G).load_state_dict(state["G"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"] if state["ema"] is not None else state["G"])
+        if self.D is not None:
+            if state["D"] is None:
+                raise ValueError("checkpoint has no discriminator (a PSNR-stage checkpoint): start the GAN stage "
+                                 "with model.pretrained_g=<checkpoint> instead of resuming")
+            self.D.load_state_dict(state["D"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            self.sched_d.load_state_dict(state["sched_d"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.scaler.load_state_dict(state["scaler"])
+        rngs = state["rng"]
+        set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
+        self.iteration = state["iteration"]
+        self.best = dict(state["best"])
+        if counters:
+            self.skipped_total = state["guard"]["skipped_total"]
+            self.rollbacks = state["guard"].get("rollbacks", 0)
+        self._loader_iter = None  # re-position the data on the next batch
+
+    def save_checkpoint(self) -> Path | None:
+        state = self.state_dict()  # every rank: gathers RNG states
+        path = self.ckpt.save(state, self.iteration) if self.main else None
+        dist_utils.barrier()
+        return path
+
+    # ------------------------------------------------------------------ validation
+
+    def _default_metrics(self, log: RunLogger) -> dict:
+        from .validation import build_metrics
+
+        metrics, notes = build_metrics(self.cfg["val"]["metrics"], self.cfg["val"]["crop_border"], self.device)
+        for n in notes:
+            log.info(n)
+            self.notes.append(n)
+        return metrics
+
+    @torch.no_grad()
+    def validate(self, log: RunLogger | None = None) -> dict:
+        """Metrics of the EMA generator on the validation set (rank 0); saves SR samples."""
+        from .validation import run_validation
+
+        log = log or RunLogger(None, 0, enabled=False)
+        if self.val_set is None:
+            return {}
+        if self.metrics is None:
+            self.metrics = self._default_metrics(log)
+        out_dir = self.run_dir / "samples" / f"iter_{self.iteration:08d}"
+        results = run_validation(self.generator, self.val_set, self.metrics, self.device, self._autocast,
+                                 self.cfg["data"]["val"]["max_images"], self.cfg["val"]["save_images"], out_dir,
+                                 self.mem_format)
+        self.last_val = results
+        return results
+
+    def _is_better(self, value: float) -> bool:
+        if self.best["value"] is None:
+            return True
+        lower = self.best["metric"] in LOWER_IS_BETTER
+        return value < self.best["value"] if lower else value > self.best["value"]
+
+    # ------------------------------------------------------------------ loop
+
+    def train(self, stop_at: int | None = None) -> dict:
+        """Run until train.total_iters (or `stop_at`, which simulates a run killed after that many
+        iterations: no final checkpoint, validation or export). Returns the summary."""
+        cfg = self.cfg
+        total = cfg["train"]["total_iters"]
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            dump_config(cfg, self.run_dir / "config.yaml")
+        lc = cfg["log"]
+        log = RunLogger(self.run_dir, total, self.iteration, enabled=self.main, tensorboard=lc["tensorboard"],
+                        use_csv=lc["csv"], progress=lc["progress"])
+        try:
+            return self._loop(log, total, stop_at)
+        finally:
+            log.close()
+
+    def _loop(self, log: RunLogger, total: int, stop_at: int | None) -> dict:
+        cfg = self.cfg
+        log.info(f"{'resumed from ' + str(self.resumed_from) if self.resumed_from else 'starting'}: stage "
+                 f"{cfg['stage']}, iter {self.iteration}/{total}, device {self.device}, world {self.world}, "
+                 f"amp {self.amp_dtype}, fused {self.fused}, run dir {self.run_dir}")
+        for n in self.notes:
+            log.info(n)
+        if self.ckpt.latest() is None:  # something to roll back to
+            self.save_checkpoint()
+        sums: dict[str, float] = {}
+        count = 0
+        t_start = t_last = time.perf_counter()
+        it_start = self.iteration
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        _unwrap(self.G).train()
+        if self.D is not None:
+            self.D.train()
+        while self.iteration < total and (stop_at is None or self.iteration < stop_at):
+            stats = self.train_step(self._next_batch())
+            if self._guard(stats, log):
+                sums, count, t_last = {}, 0, time.perf_counter()
+                continue
+            log.progress(1, {k: stats[k] for k in ("g_total", "d_total") if k in stats})
+            if not stats["skipped"]:
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+            it = self.iteration
+            if lc_every(cfg["log"]["every"], it, total) and count:
+                now = time.perf_counter()
+                row = {k: v / count for k, v in sums.items() if k != "skipped"}
+                row["lr_g"] = self.opt_g.param_groups[0]["lr"]
+                if self.opt_d is not None:
+                    row["lr_d"] = self.opt_d.param_groups[0]["lr"]
+                row["its_per_s"] = count / max(now - t_last, 1e-9)
+                row["skipped_total"] = self.skipped_total
+                if self.device.type == "cuda":
+                    row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+                log.scalars(it, row)
+                sums, count, t_last = {}, 0, now
+            if cfg["val"]["every"] and it % cfg["val"]["every"] == 0 and it < total:
+                self._validate_and_track(log)
+            if cfg["checkpoint"]["every"] and it % cfg["checkpoint"]["every"] == 0 and it < total:
+                self.save_checkpoint()
+        if stop_at is not None and self.iteration < total:
+            return {"iteration": self.iteration, "stopped": True}
+        return self._finish(log, time.perf_counter() - t_start, self.iteration - it_start)
+
+    def _validate_and_track(self, log: RunLogger) -> None:
+        results = {}
+        if self.main and self.val_set is not None:
+            _unwrap(self.G).eval()
+            results = self.validate(log)
+            _unwrap(self.G).train()
+            log.scalars(self.iteration, results, prefix="val")
+            log.info(f"iter {self.iteration} validation: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+        results = dist_utils.broadcast_object(results)
+        value = results.get(self.best["metric"])
+        if value is not None and self._is_better(value):
+            self.best.update(value=value, iteration=self.iteration)
+            state = self.state_dict()
+            if self.main:
+                self.ckpt.save_best(state)
+                log.info(f"new best {self.best['metric']} {value:.4f} at iter {self.iteration}")
+            dist_utils.barrier()
+
+    def _finish(self, log: RunLogger, seconds: float, iters_done: int) -> dict:
+        self._validate_and_track(log)
+        self.save_checkpoint()
+        export = None
+        if self.main:
+            export = self.export(self.run_dir / "generator_ema.pth")
+        summary = {
+            "run_dir": str(self.run_dir), "stage": self.cfg["stage"], "iterations": self.iteration,
+            "seconds": round(seconds, 2), "its_per_s": round(iters_done / seconds, 3) if seconds > 0 else None,
+            "skipped_iterations": self.skipped_total, "rollbacks": self.rollbacks, "best": self.best,
+            "final_validation": self.last_val, "fused": self.fused, "amp": str(self.amp_dtype),
+            "device": str(self.device), "world_size": self.world, "generator": str(export) if export else None,
+            "notes": self.notes,
+        }
+        if self.main:
+            with open(self.run_dir / "summary.json", "w") as f:
+                json.dump(summary, f, indent=2, default=str)
+            log.info("done: " + ", ".join(f"{k} {summary[k]}" for k in
+                                          ("iterations", "seconds", "its_per_s", "skipped_iterations", "rollbacks")))
+            if self.best["value"] is not None:
+                log.info(f"best {self.best['metric']} {self.best['value']:.4f} at iter {self.best['iteration']}; "
+                         f"generator (EMA) -> {export}")
+        return summary
+
+    def export(self, path: Path) -> Path:
+        """Write the EMA generator in the package's generator format."""
+        try:
+            from ..models import save_generator
+        except ImportError:
+            torch.save({"params_ema": self.generator.state_dict()}, path)
+            return path
+        save_generator(self.generator, path)
+        return path
+
+
+def lc_every(every: int, it: int, total: int) -> bool:
+    return bool(every) and (it % every == 0 or it == total)
+
+
+class _EpochTagged(torch.utils.data.Sampler):
+    """Yields (epoch, index) keys for EpochSeededDataset."""
+
+    def __init__(self, inner, epoch: int):
+        self.inner, self.epoch = inner, epoch
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __iter__(self):
+        return ((self.epoch, i) for i in self.inner)

@@ -1,0 +1,83 @@
+"""Validation during training: SR of each validation image with the EMA generator, metrics, samples.
+
+PSNR and SSIM are computed on the Y channel with `crop_border` pixels shaved (the SR papers'
+protocol); LPIPS needs pretrained AlexNet weights and is left out with a note when they are absent;
+NIQE is no-reference (on the SR image only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def build_metrics(names, crop_border: int, device: torch.device) -> tuple[dict[str, Callable], list[str]]:
+    """name -> fn(sr, hr) -> float for (1, C, H, W) tensors in [0, 1]; plus notes on what was left out."""
+    from ..weights import MissingWeightsError
+
+    out: dict[str, Callable] = {}
+    notes: list[str] = []
+    for name in names:
+        if name in ("psnr", "ssim"):
+            from ..metrics import psnr_ssim
+
+            fn = getattr(psnr_ssim, name)
+            out[name] = lambda sr, hr, fn=fn: float(fn(sr, hr, crop_border=crop_border, y_channel=True))
+        elif name == "niqe":
+            from ..metrics.niqe import niqe
+
+            out[name] = lambda sr, hr: float(niqe(sr, crop_border=crop_border))
+        elif name == "lpips":
+            from ..metrics.lpips import LPIPSMetric
+
+            try:
+                net = LPIPSMetric(device=device)
+            except MissingWeightsError as e:
+                notes.append(f"validation: LPIPS left out, its pretrained weights are missing ({e})")
+                continue
+            out[name] = lambda sr, hr, net=net: float(net(sr, hr))
+        else:
+            raise ValueError(f"val.metrics: unknown metric {name!r} (psnr, ssim, niqe, lpips)")
+    return out, notes
+
+
+def save_png(img: torch.Tensor, path: Path) -> None:
+    """(C, H, W) or (1, C, H, W) float in [0, 1] -> 8-bit PNG."""
+    img = img.detach().float().squeeze(0).clamp(0, 1).cpu()
+    arr = (img.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(path)
+
+
+@torch.no_grad()
+def super_resolve(model: torch.nn.Module, lr: torch.Tensor, device: torch.device, autocast,
+                  memory_format=torch.contiguous_format) -> torch.Tensor:
+    """model(lr) for one (C, h, w) or (1, C, h, w) image, clamped to [0, 1], fp32 on CPU."""
+    x = lr if lr.dim() == 4 else lr[None]
+    x = x.to(device).contiguous(memory_format=memory_format)
+    with autocast():
+        sr = model(x)
+    return sr.float().clamp(0, 1).cpu().contiguous()
+
+
+@torch.no_grad()
+def run_validation(model, dataset, metrics: dict, device, autocast, max_images: int | None, save_images: int,
+                   out_dir: Path, memory_format=torch.contiguous_format) -> dict:
+    was_training = model.training
+    model.eval()
+    sums = {k: 0.0 for k in metrics}
+    n = len(dataset) if max_images is None else min(len(dataset), max_images)
+    for i in range(n):
+        item = dataset[i]
+        sr = super_resolve(model, item["lr"], device, autocast, memory_format)
+        hr = item["hr"][None].float() if item["hr"].dim() == 3 else item["hr"].float()
+        for k, fn in metrics.items():
+            sums[k] += fn(sr, hr)
+        if i < save_images:
+            save_png(sr, out_dir / f"{Path(str(item.get('name', i))).stem}.png")
+    model.train(was_training)
+    return {k: v / max(n, 1) for k, v in sums.items()}
