@@ -1,0 +1,7 @@
+"""Inference: `Upscaler` (tiled, blended, streamed from CPU memory), the `gansr upscale` CLI and
+ONNX export (`gansr export onnx`)."""
+
+from .tiling import plan_tiles
+from .upscaler import Upscaler
+
+__all__ = ["Upscaler", "plan_tiles"]

@@ -1,0 +1,170 @@
+"""`gansr upscale INPUT... -o OUT_DIR --model CKPT`: upscale image files, folders and globs.
+
+Each image keeps its channel layout (gray stays gray, alpha is kept) and its bit depth where the
+output format allows (16-bit in -> 16-bit PNG out). A file that cannot be read or written is
+reported by name and skipped; the exit status is 1 when any image failed, 2 when the model could
+not be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+from pathlib import Path
+
+from .upscaler import ALPHA_MODES, DEFAULT_FEATHER, DEFAULT_OVERLAP, Upscaler
+
+OUTPUT_EXTENSIONS = ("png", "jpg", "webp")
+_FUSED = {"auto": None, "on": True, "off": False}
+
+
+def _tile_arg(value: str):
+    if value == "auto":
+        return value
+    try:
+        tile = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tile must be an integer or 'auto', got {value!r}") from None
+    if tile < 0:
+        raise argparse.ArgumentTypeError(f"--tile must be >= 0 (0: no tiling), got {tile}")
+    return tile
+
+
+def _positive_float(value: str) -> float:
+    try:
+        f = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not f > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return f
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder (created)")
+    parser.add_argument("--model", required=True, metavar="CKPT",
+                        help="generator checkpoint (ESRGAN, BasicSR/Real-ESRGAN or gansr_ext format)")
+    parser.add_argument("--tile", type=_tile_arg, default="auto",
+                        help="tile size in input pixels, 'auto' (from free GPU memory) or 0 (no tiling); default auto")
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
+                        help=f"context pixels per tile side (default {DEFAULT_OVERLAP})")
+    parser.add_argument("--feather", type=int, default=DEFAULT_FEATHER,
+                        help=f"half-width of the blending ramp between tiles (default {DEFAULT_FEATHER})")
+    parser.add_argument("--batch-tiles", type=int, default=4, help="tiles per forward pass (default 4)")
+    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default=None,
+                        help="compute dtype (default fp16 on CUDA, fp32 on CPU; fp16 on CPU falls back to fp32)")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument("--outscale", type=_positive_float, default=None,
+                        help="final scale factor (model output resized with bicubic); default the model's scale")
+    parser.add_argument("--ext", choices=("auto",) + OUTPUT_EXTENSIONS, default="png",
+                        help="output format (auto: same as the input where possible); default png")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1..100 (default 95)")
+    parser.add_argument("--alpha", choices=ALPHA_MODES, default="bicubic",
+                        help="how the alpha channel is upscaled (default bicubic)")
+    parser.add_argument("--fused", choices=tuple(_FUSED), default="auto",
+                        help="fused RRDB op: auto (on CUDA when built), on, off")
+    parser.add_argument("--suffix", default="_out", help="appended to output file names (default _out)")
+    parser.add_argument("--recursive", action="store_true", help="look into sub-folders of folder inputs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="per-image sizes and timing")
+
+
+def collect_inputs(inputs, recursive: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
+    """(image paths in order, without duplicates; [(input, problem)] for inputs that matched nothing)."""
+    from ..data import list_images
+
+    found, problems = [], []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            images = list_images(p, recursive=recursive)
+            if not images:
+                print(f"gansr upscale: warning: no images in folder {p}", file=sys.stderr)
+            found.extend(images)
+        elif p.is_file():
+            found.append(p)
+        elif glob.has_magic(item):
+            matches = [Path(m) for m in sorted(glob.glob(item, recursive=True)) if Path(m).is_file()]
+            if not matches:
+                problems.append((item, "pattern matched no files"))
+            found.extend(matches)
+        else:
+            problems.append((item, "no such file or folder"))
+    unique = list(dict.fromkeys(found))
+    return unique, problems
+
+
+def output_path(src: Path, out_dir: Path, ext: str, suffix: str, taken: set) -> Path:
+    """out_dir/<stem><suffix>.<ext>; a name already used in this run gets _2, _3, ..."""
+    if ext == "auto":
+        ext = src.suffix.lower().lstrip(".")
+        ext = {"jpeg": "jpg"}.get(ext, ext)
+        if ext not in OUTPUT_EXTENSIONS:
+            ext = "png"
+    base = f"{src.stem}{suffix}"
+    path, n = out_dir / f"{base}.{ext}", 1
+    while path in taken:
+        n += 1
+        path = out_dir / f"{base}_{n}.{ext}"
+    taken.add(path)
+    return path
+
+
+def upscale_file(up: Upscaler, src: Path, dst: Path, outscale, quality: int) -> tuple[tuple, tuple]:
+    """Read (native bit depth, channels, EXIF orientation applied), upscale, write; returns the sizes."""
+    from ..data import write_image
+    from ..data.io import _load as load_native  # HWC uint8/uint16/float32 with 1-4 channels
+
+    img = load_native(src)
+    out = up.upscale(img, outscale=outscale)
+    if dst.suffix == ".jpg" and out.shape[2] in (2, 4):
+        print(f"gansr upscale: warning: {dst.name}: JPEG has no alpha channel; alpha dropped", file=sys.stderr)
+    bit_depth = 16 if img.dtype.itemsize > 1 and dst.suffix == ".png" else 8
+    write_image(dst, out, quality=quality, bit_depth=bit_depth)
+    return img.shape[:2], out.shape[:2]
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    if not 1 <= args.quality <= 100:
+        print(f"gansr upscale: --quality must be in 1..100, got {args.quality}", file=sys.stderr)
+        return 2
+    files, problems = collect_inputs(args.inputs, args.recursive)
+    for item, why in problems:
+        print(f"gansr upscale: error: {item}: {why}", file=sys.stderr)
+    if not files:
+        print("gansr upscale: no input images found", file=sys.stderr)
+        return 1 if problems else 0
+    try:
+        up = Upscaler(args.model, device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
+                      feather=args.feather, batch_tiles=args.batch_tiles, fused=_FUSED[args.fused],
+                      alpha=args.alpha, progress=True)
+    except Exception as e:  # noqa: BLE001 - any load failure ends the run with its message
+        print(f"gansr upscale: error: cannot load model {args.model}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    if args.verbose:
+        print(f"gansr upscale: model x{up.scale} on {up.device} ({up.dtype}), tile {up.tile}, "
+              f"overlap {up.overlap}, feather {up.feather}", file=sys.stderr)
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed, taken = [], set()
+    bar = tqdm(files, desc="images", unit="img", disable=None)
+    for src in bar:
+        dst = output_path(src, out_dir, args.ext, args.suffix, taken)
+        t0 = time.perf_counter()
+        try:
+            (h, w), (oh, ow) = upscale_file(up, src, dst, args.outscale, args.quality)
+        except Exception as e:  # noqa: BLE001 - report the file and go on with the others
+            failed.append(src)
+            tqdm.write(f"gansr upscale: error: {src}: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        if args.verbose:
+            tqdm.write(f"{src} ({w}x{h}) -> {dst} ({ow}x{oh}) in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
+    bar.close()
+    done = len(files) - len(failed)
+    print(f"gansr upscale: {done} of {len(files)} images written to {out_dir}"
+          + (f"; {len(failed)} failed: {', '.join(map(str, failed))}" if failed else ""), file=sys.stderr)
+    return 1 if failed or problems else 0

@@ -1,0 +1,295 @@
+"""`Upscaler`: run a super-resolution generator on images of any size, kind and channel layout.
+
+Compared with Real-ESRGAN's `RealESRGANer`:
+- tiles overlap and are blended with linear ramps (no seams; exact when the overlap covers the
+  receptive field, see `tiling.py`);
+- the image and the output stay in CPU memory, only the current batch of tiles goes to the device,
+  so images far larger than GPU memory work; `tile="auto"` sizes tiles from free GPU memory;
+- fp16 asked for on a CPU falls back to fp32 with a warning instead of failing in a kernel;
+- gray, gray+alpha, RGBA, palette and 16-bit images are handled by every entry point.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import tiling
+from .convert import to_tensor
+
+DEFAULT_OVERLAP = 16  # context pixels per tile side never used for output (exactness margin)
+DEFAULT_FEATHER = 8  # half-width of the blending ramp around each tile boundary
+DEFAULT_CPU_TILE = 256
+ALPHA_MODES = ("bicubic", "model")
+# ITU-R BT.601 luma, what PIL's convert("L") uses: turns a 3-channel model output back to gray
+_LUMA = (0.299, 0.587, 0.114)
+
+_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
+           "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
+    """None -> fp16 on CUDA, fp32 elsewhere; fp16 on a CPU is refused with a warning (-> fp32)."""
+    if dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        if dtype.lower() not in _DTYPES:
+            raise ValueError(f"Upscaler: dtype must be one of {sorted(set(_DTYPES))}, got {dtype!r}")
+        dtype = _DTYPES[dtype.lower()]
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"Upscaler: dtype must be float32, float16 or bfloat16, got {dtype}")
+    if dtype == torch.float16 and device.type == "cpu":
+        warnings.warn("Upscaler: fp16 is not supported for inference on the CPU (many CPU kernels have no "
+                      "half-precision version); using fp32 instead (bf16 works on the CPU)", stacklevel=3)
+        return torch.float32
+    return dtype
+
+
+def _to_gray(x: torch.Tensor) -> torch.Tensor:
+    w = torch.tensor(_LUMA, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(1, keepdim=True)
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    ph, pw = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
+    if not ph and not pw:
+        return x
+    reflect = ph < x.shape[-2] and pw < x.shape[-1]
+    return F.pad(x, (0, pw, 0, ph), mode="reflect" if reflect else "replicate")
+
+
+def _load_model(model_or_path) -> nn.Module:
+    if isinstance(model_or_path, nn.Module):
+        return model_or_path
+    if isinstance(model_or_path, (str, os.PathLike)):
+        from ..models import load_generator
+
+        return load_generator(model_or_path)
+    raise TypeError(f"Upscaler: expected an nn.Module or a checkpoint path, got {type(model_or_path).__name__}")
+
+
+class Upscaler:
+    """Upscale images with a generator (an `nn.Module` with a `scale` attribute, or a checkpoint path).
+
+    device: None -> CUDA if available, else CPU. dtype: "fp32" | "fp16" | "bf16" | torch dtype | None
+    (fp16 on CUDA, fp32 on CPU). tile: None or 0 -> whole image at once; an int -> core tile size in
+    input pixels; "auto" -> from free GPU memory (DEFAULT_CPU_TILE on CPU). overlap: context pixels
+    per tile side (tiled == untiled when >= the receptive-field radius); feather: blending
+    half-width. batch_tiles: tiles per forward pass. fused: None (auto: on for CUDA when available),
+    True/False -> `model.set_fused`. alpha: "bicubic" (alpha resized with `imresize`) or "model"
+    (alpha replicated to the model's channels). progress: a tqdm bar over tiles.
+
+    The module is moved to the device and dtype in place (like `nn.Module.to`) and put in eval mode.
+    """
+
+    def __init__(self, model_or_path, device=None, dtype=None, tile=None, overlap=None, batch_tiles: int = 4,
+                 fused=None, channels_last: bool = True, feather=None, alpha: str = "bicubic",
+                 progress: bool = False):
+        self.device = torch.device(device) if device is not None else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = resolve_dtype(dtype, self.device)
+        if not (tile is None or tile == "auto" or (isinstance(tile, int) and not isinstance(tile, bool) and tile >= 0)):
+            raise ValueError(f"Upscaler: tile must be None, 'auto' or a non-negative int, got {tile!r}")
+        self.overlap = DEFAULT_OVERLAP if overlap is None else overlap
+        self.feather = DEFAULT_FEATHER if feather is None else feather
+        for name, value in (("overlap", self.overlap), ("feather", self.feather)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"Upscaler: {name} must be a non-negative int, got {value!r}")
+        if isinstance(batch_tiles, bool) or not isinstance(batch_tiles, int) or batch_tiles < 1:
+            raise ValueError(f"Upscaler: batch_tiles must be a positive int, got {batch_tiles!r}")
+        if alpha not in ALPHA_MODES:
+            raise ValueError(f"Upscaler: alpha must be one of {ALPHA_MODES}, got {alpha!r}")
+        self.batch_tiles, self.alpha, self.progress = batch_tiles, alpha, progress
+        self.channels_last = channels_last
+        self.model = _load_model(model_or_path).eval().requires_grad_(False)
+        self.model.to(device=self.device, dtype=self.dtype)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.in_ch = int(getattr(self.model, "in_ch", 3))
+        self.multiple = int(getattr(self.model, "unshuffle", 1))  # RRDBNet x2/x1 pixel-unshuffle the input
+        self.scale = self._model_scale()
+        self._auto_fused = fused is None
+        self._set_fused(fused)
+        self.tile = self._auto_tile() if tile == "auto" else (tile or None)
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _model_scale(self) -> int:
+        scale = getattr(self.model, "scale", None)
+        if scale is None:  # probe with a small input
+            side = 8 * self.multiple
+            with torch.inference_mode():
+                y = self.model(torch.zeros(1, self.in_ch, side, side, device=self.device, dtype=self.dtype))
+            if y.shape[-1] % side:
+                raise ValueError(f"Upscaler: model output width {y.shape[-1]} is not an integer multiple of "
+                                 f"the input width {side}")
+            scale = y.shape[-1] // side
+        return int(scale)
+
+    def _set_fused(self, fused) -> None:
+        has_switch = callable(getattr(self.model, "set_fused", None))
+        if fused is None:  # auto: the fused op pays off on CUDA; keep the model's setting elsewhere
+            if has_switch and self.device.type == "cuda":
+                try:
+                    self.model.set_fused(True)
+                except (RuntimeError, ImportError, NotImplementedError):
+                    self.model.set_fused(False)
+            return
+        if not has_switch:
+            if fused:
+                warnings.warn(f"Upscaler: {type(self.model).__name__} has no fused path (no set_fused); "
+                              "fused=True ignored", stacklevel=3)
+            return
+        self.model.set_fused(bool(fused))
+
+    def _auto_tile(self) -> int:
+        """Core tile size for tile='auto': measured activation bytes/pixel against free GPU memory."""
+        context = self.overlap + self.feather
+        if self.device.type != "cuda":
+            return DEFAULT_CPU_TILE
+        side = 64 * self.multiple
+        torch.cuda.synchronize(self.device)
+        before = torch.cuda.memory_allocated(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        self._forward(torch.rand(1, self.in_ch, side, side, device=self.device, dtype=self.dtype))
+        peak = torch.cuda.max_memory_allocated(self.device) - before
+        free, _ = torch.cuda.mem_get_info(self.device)
+        free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        return tiling.auto_tile_size(free, max(peak, 1) / side ** 2, self.batch_tiles, context, self.multiple)
+
+    # -- model execution -----------------------------------------------------------------------
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Model on a device batch (fused auto mode falls back to the reference path once, loudly)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            try:
+                return self.model(x)
+            except (RuntimeError, NotImplementedError) as err:
+                if not (self._auto_fused and getattr(self.model, "fused", False)):
+                    raise
+                warnings.warn(f"Upscaler: fused path failed ({err}); using the reference path", stacklevel=2)
+                self.model.set_fused(False)
+                self._auto_fused = False
+                return self.model(x)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """CPU float32 batch -> model -> CPU float32."""
+        return self._forward(x.to(self.device, self.dtype, non_blocking=True)).float().cpu()
+
+    def _run_tiled(self, x: torch.Tensor, tile: int, batch: int) -> torch.Tensor:
+        """One (C, H, W) CPU image through the tile grid; returns the blended (C', sH, sW) output."""
+        _, h, w = x.shape
+        s = self.scale
+        plan = tiling.plan_tiles(h, w, tile, self.overlap, self.feather, self.multiple)
+        out = None
+        row_w = {r: tiling.axis_weight(r, h, plan.feather, s) for r in plan.rows}
+        col_w = {c: tiling.axis_weight(c, w, plan.feather, s) for c in plan.cols}
+        norm_h, norm_w = torch.zeros(h * s), torch.zeros(w * s)
+        for r in plan.rows:
+            norm_h[r.window[0] * s:r.window[1] * s] += row_w[r]
+        for c in plan.cols:
+            norm_w[c.window[0] * s:c.window[1] * s] += col_w[c]
+        tiles = plan.tiles()
+        bar = _progress(len(tiles), self.progress)
+        for i in range(0, len(tiles), batch):
+            group = tiles[i:i + batch]
+            inp = torch.stack([x[:, r.window[0]:r.window[1], c.window[0]:c.window[1]] for r, c in group])
+            y = self._run(inp)
+            if out is None:
+                out = torch.zeros(y.shape[1], h * s, w * s)
+            for (r, c), yt in zip(group, y):
+                weight = row_w[r][:, None] * col_w[c][None, :]
+                out[:, r.window[0] * s:r.window[1] * s, c.window[0] * s:c.window[1] * s].addcmul_(yt, weight)
+            if bar is not None:
+                bar.update(len(group))
+        if bar is not None:
+            bar.close()
+        return out.div_(norm_h[:, None] * norm_w[None, :])
+
+    def _run_image(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) CPU float32 with C == model channels -> (N, C', sH, sW); tiles if asked."""
+        n, _, h, w = x.shape
+        x = _pad_to_multiple(x, self.multiple)
+        ph, pw = x.shape[-2:]
+        s = self.scale
+        if self.tile is None or (ph <= self.tile and pw <= self.tile):
+            outs = [self._run(x[i:i + self.batch_tiles]) for i in range(0, n, self.batch_tiles)]
+            return torch.cat(outs)[..., :h * s, :w * s]
+        outs = []
+        for img in x:
+            tile, batch = self.tile, self.batch_tiles
+            while True:
+                try:
+                    outs.append(self._run_tiled(img, tile, batch)[..., :h * s, :w * s])
+                    break
+                except torch.cuda.OutOfMemoryError:
+                    if batch == 1 and tile <= 32:
+                        raise
+                    torch.cuda.empty_cache()
+                    batch, tile = (batch // 2, tile) if batch > 1 else (1, tile // 2)
+                    warnings.warn(f"Upscaler: out of GPU memory; retrying with tile {tile}, batch {batch}",
+                                  stacklevel=2)
+        return torch.stack(outs)
+
+    def _through_model(self, x: torch.Tensor) -> torch.Tensor:
+        """Any 1 or 3 channel float image -> upscaled, same channel count, via the model's channels."""
+        n, c = x.shape[:2]
+        if c == self.in_ch:
+            return self._run_image(x)
+        if self.in_ch == 1:  # a gray model: each channel as its own image
+            y = self._run_image(x.reshape(n * c, 1, *x.shape[-2:]))
+            return y.reshape(n, c, *y.shape[-2:])
+        if c == 1 and self.in_ch == 3:
+            return _to_gray(self._run_image(x.expand(-1, 3, -1, -1).contiguous()))
+        raise ValueError(f"Upscaler: cannot feed a {c}-channel image to a model with {self.in_ch} input channels")
+
+    # -- public API ----------------------------------------------------------------------------
+    def upscale_tensor(self, x: torch.Tensor, outscale: float | None = None, alpha: str | None = None) -> torch.Tensor:
+        """(N, C, H, W) float in [0, 1], C in {1, 2, 3, 4} (2 and 4: last channel alpha) -> upscaled
+        float32 CPU tensor (not clamped) of size round(outscale * H) x round(outscale * W)."""
+        alpha = self.alpha if alpha is None else alpha
+        if alpha not in ALPHA_MODES:
+            raise ValueError(f"upscale: alpha must be one of {ALPHA_MODES}, got {alpha!r}")
+        if outscale is not None and (isinstance(outscale, bool) or not isinstance(outscale, (int, float))
+                                     or not outscale > 0):
+            raise ValueError(f"upscale: outscale must be a positive number, got {outscale!r}")
+        x = x.to("cpu", torch.float32)
+        c = x.shape[1]
+        has_alpha = c in (2, 4) and c != self.in_ch
+        color, a = (x[:, :-1], x[:, -1:]) if has_alpha else (x, None)
+        y = self._through_model(color)
+        if a is not None:
+            if alpha == "model":
+                ya = self._through_model(a)
+            else:
+                from ..data import imresize
+
+                ya = imresize(a, output_shape=tuple(y.shape[-2:]))
+            y = torch.cat([y, ya], 1)
+        if outscale is not None and outscale != self.scale:
+            from ..data import imresize
+
+            h, w = x.shape[-2:]
+            y = imresize(y, output_shape=(max(1, round(h * outscale)), max(1, round(w * outscale))))
+        return y
+
+    def upscale(self, image, outscale: float | None = None, alpha: str | None = None):
+        """Upscale a numpy HW/HWC image (uint8, uint16, float), a PIL image or a float tensor
+        (C, H, W) / (N, C, H, W); the result has the input's kind, dtype and layout."""
+        x, restore = to_tensor(image)
+        return restore(self.upscale_tensor(x, outscale, alpha))
+
+    __call__ = upscale
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled or total <= 1:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="tiles", unit="tile", leave=False)
