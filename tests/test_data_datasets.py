@@ -192,3 +192,14 @@ def test_write_sample_folders(tmp_path):
     ds = HROnlyDataset(val_dir, scale=4, crop=64, seed=0)
     assert len(ds) == 3 and ds[0]["lr"].shape == (3, 16, 16)
     assert len(list(train_dir.iterdir())) == len(sample_images("train"))
+
+
+def test_hr_only_accepts_uint8_and_gray_arrays_like_float():
+    u8 = np.random.default_rng(4).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    a = HROnlyDataset([u8], scale=2, crop=8, seed=2)[0]
+    b = HROnlyDataset([u8.astype(np.float32) / 255], scale=2, crop=8, seed=2)[0]
+    torch.testing.assert_close(a["hr"], b["hr"])
+    torch.testing.assert_close(a["lr"], b["lr"])  # LR from float data, not rounded to 8 bits
+    gray = HROnlyDataset([u8[:, :, 0]], scale=2, crop=None, augment=False)[0]
+    assert gray["hr"].shape == (3, 20, 24)
+    torch.testing.assert_close(gray["hr"][0], gray["hr"][2])

@@ -157,7 +157,7 @@ def test_download_http_resumes_with_range(tmp_path, honour_range):
     _RangeHandler.ranges_seen = []
     _RangeHandler.honour_range = honour_range
     server = http.server.HTTPServer(("127.0.0.1", 0), _RangeHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         root = tmp_path / "root"

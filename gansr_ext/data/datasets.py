@@ -15,6 +15,7 @@ call ``set_epoch(epoch)`` at the start of each epoch. Unreadable images are repo
 
 from __future__ import annotations
 
+import numbers
 import re
 import warnings
 from pathlib import Path
@@ -75,10 +76,10 @@ def _to_chw(img: np.ndarray) -> torch.Tensor:
 
 
 def _check_args(scale, crop):
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Integral) or scale < 1:
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
     if crop is not None:
-        if isinstance(crop, bool) or not isinstance(crop, int) or crop < scale or crop % scale:
+        if isinstance(crop, bool) or not isinstance(crop, numbers.Integral) or crop < scale or crop % scale:
             raise ValueError(f"crop must be None or a positive multiple of scale={scale}, got {crop!r}")
 
 
@@ -86,7 +87,7 @@ class _SRDataset(Dataset):
     def __init__(self, scale: int, crop: int | None, augment: bool, seed: int | None,
                  generator: torch.Generator | None):
         _check_args(scale, crop)
-        self.scale, self.crop, self.augment = scale, crop, bool(augment)
+        self.scale, self.crop, self.augment = int(scale), None if crop is None else int(crop), bool(augment)
         if seed is None:
             seed = int(torch.randint(2**62, (1,), generator=generator))
         self.seed = int(seed)
@@ -187,20 +188,26 @@ def _finish(ds: _SRDataset, lr: np.ndarray, hr: np.ndarray, name: str, gen: torc
     return {"lr": _to_chw(lr), "hr": _to_chw(hr), "name": name}
 
 
-def _as_float_image(arr, name: str) -> np.ndarray:
+def _check_array(arr, name: str) -> np.ndarray:
+    """HWC RGB view of an in-memory image (kept in its dtype; converted to float per crop)."""
     arr = np.asarray(arr)
     if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
         raise ValueError(f"HROnlyDataset: image {name} must be HW, HWC RGB or RGBA, got shape {arr.shape}")
-    arr = arr[:, :, :3]
+    if arr.dtype not in (np.uint8, np.uint16) and not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(f"HROnlyDataset: image {name} must be uint8, uint16 or float in [0, 1], got {arr.dtype}")
+    return arr[:, :, :3]
+
+
+def _to_float_rgb(arr: np.ndarray) -> np.ndarray:
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / 255.0
     if arr.dtype == np.uint16:
         return arr.astype(np.float32) / 65535.0
-    if np.issubdtype(arr.dtype, np.floating):
-        return arr.astype(np.float32)
-    raise TypeError(f"HROnlyDataset: image {name} must be uint8, uint16 or float in [0, 1], got {arr.dtype}")
+    return arr.astype(np.float32)
 
 
 class HROnlyDataset(_SRDataset):
@@ -227,18 +234,18 @@ class HROnlyDataset(_SRDataset):
             if not items:
                 raise ValueError("HROnlyDataset: empty image list")
         self.names: list[str] = []
-        self.sources: list = []  # Path or float32 HWC array
+        self.sources: list = []  # Path, or HWC array (uint8 / uint16 / float in [0, 1])
         for k, it in enumerate(items):
             if isinstance(it, (str, Path)):
                 self.names.append(Path(it).stem)
                 self.sources.append(Path(it))
             elif isinstance(it, tuple) and len(it) == 2 and isinstance(it[0], str):
                 self.names.append(it[0])
-                self.sources.append(_as_float_image(it[1], it[0]))
+                self.sources.append(_check_array(it[1], it[0]))
             else:
                 name = f"image_{k:04d}"
                 self.names.append(name)
-                self.sources.append(_as_float_image(it, name))
+                self.sources.append(_check_array(it, name))
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -263,6 +270,7 @@ class HROnlyDataset(_SRDataset):
         if min(hr.shape[:2]) < max(s, self.crop or s):
             raise _BadImage(f"image {hr.shape[0]}x{hr.shape[1]} is smaller than the crop {self.crop or s}")
         if self.crop is None:
+            hr = _to_float_rgb(hr)
             return _finish(self, imresize(hr, 1.0 / s), hr, self.names[i], gen)
         lc = self.crop // s
         lh, lw = hr.shape[0] // s, hr.shape[1] // s
@@ -271,8 +279,9 @@ class HROnlyDataset(_SRDataset):
         # exactly as it would for the whole image), then cut the margin off
         t0, l0 = max(0, top - self._MARGIN), max(0, left - self._MARGIN)
         t1, l1 = min(lh, top + lc + self._MARGIN), min(lw, left + lc + self._MARGIN)
-        lr = imresize(hr[t0 * s: t1 * s, l0 * s: l1 * s], 1.0 / s)[top - t0: top - t0 + lc, left - l0: left - l0 + lc]
-        hr = hr[top * s: (top + lc) * s, left * s: (left + lc) * s]
+        region = _to_float_rgb(hr[t0 * s: t1 * s, l0 * s: l1 * s])
+        lr = imresize(region, 1.0 / s)[top - t0: top - t0 + lc, left - l0: left - l0 + lc]
+        hr = region[(top - t0) * s: (top - t0 + lc) * s, (left - l0) * s: (left - l0 + lc) * s]
         if self.augment:
             lr, hr = augment_pair(lr, hr, gen)
         return {"lr": _to_chw(lr), "hr": _to_chw(hr), "name": self.names[i]}

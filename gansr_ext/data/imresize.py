@@ -72,6 +72,21 @@ def resize_weights(in_len: int, out_len: int, scale: float | None = None,
 
 
 @lru_cache(maxsize=64)
+def _band(in_len: int, out_len: int, scale: float, antialiasing: bool):
+    """The dense matrix as a band: (out, p) column indices and weights (0 past the last column)."""
+    mat = _weights_cached(in_len, out_len, scale, antialiasing)
+    nz = mat != 0
+    lo = np.where(nz.any(axis=1), nz.argmax(axis=1), 0)
+    hi = in_len - 1 - np.argmax(nz[:, ::-1], axis=1)
+    p = int((hi - lo).max()) + 1
+    cols = lo[:, None] + np.arange(p)[None, :]
+    valid = cols < in_len
+    cols = np.minimum(cols, in_len - 1)
+    weights = np.where(valid, np.take_along_axis(mat, cols, axis=1), 0.0)
+    return cols, weights
+
+
+@lru_cache(maxsize=64)
 def _torch_weights(in_len: int, out_len: int, scale: float, antialiasing: bool,
                    device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     return torch.tensor(_weights_cached(in_len, out_len, scale, antialiasing), device=device, dtype=dtype)
@@ -114,13 +129,13 @@ def _imresize_numpy(img: np.ndarray, plan, antialiasing: bool) -> np.ndarray:
     x = img.astype(np.float64)
     h, w = img.shape[:2]
     (oh, sh), (ow, sw) = plan
-    wh = resize_weights(h, oh, sh, antialiasing)
-    ww = resize_weights(w, ow, sw, antialiasing)
-    rest = img.shape[2:]
-    x = (wh @ x.reshape(h, -1)).reshape((oh, w) + rest)
-    x = np.moveaxis(x, 1, -1)  # W last
-    x = x @ ww.T
-    x = np.moveaxis(x, -1, 1)
+    # banded taps (a few per output pixel) instead of the dense matrix: O(taps) per output pixel
+    cols, wts = _band(h, oh, float(sh), bool(antialiasing))
+    wts = wts.reshape(wts.shape + (1,) * (x.ndim - 1))
+    x = sum(wts[:, k] * x[cols[:, k]] for k in range(cols.shape[1]))
+    cols, wts = _band(w, ow, float(sw), bool(antialiasing))
+    wts = wts.reshape(wts.shape + (1,) * (x.ndim - 2))
+    x = sum(wts[:, k] * x[:, cols[:, k]] for k in range(cols.shape[1]))
     if dtype in (np.uint8, np.uint16):
         info = np.iinfo(dtype)
         return np.clip(np.round(x), info.min, info.max).astype(dtype)
