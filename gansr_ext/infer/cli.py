@@ -129,6 +129,8 @@ def upscale_file(up: Upscaler, src: Path, dst: Path, outscale, quality: int) -> 
 def run(args) -> int:
     from tqdm import tqdm
 
+    from ..data import ImageReadError
+
     if not 1 <= args.quality <= 100:
         print(f"gansr upscale: --quality must be in 1..100, got {args.quality}", file=sys.stderr)
         return 2
@@ -157,6 +159,10 @@ def run(args) -> int:
         t0 = time.perf_counter()
         try:
             (h, w), (oh, ow) = upscale_file(up, src, dst, args.outscale, args.quality)
+        except ImageReadError as e:  # its message names the file
+            failed.append(src)
+            tqdm.write(f"gansr upscale: error: {e}", file=sys.stderr)
+            continue
         except Exception as e:  # noqa: BLE001 - report the file and go on with the others
             failed.append(src)
             tqdm.write(f"gansr upscale: error: {src}: {type(e).__name__}: {e}", file=sys.stderr)

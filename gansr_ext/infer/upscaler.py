@@ -292,4 +292,4 @@ def _progress(total: int, enabled: bool):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="tiles", unit="tile", leave=False)
+    return tqdm(total=total, desc="tiles", unit="tile", leave=False, disable=None)  # None: off when not a TTY
