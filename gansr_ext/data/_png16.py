@@ -121,4 +121,5 @@ def encode_png16(img: np.ndarray, level: int = 6) -> bytes:
     sub[:, 1:] = raw[:, 1:] - raw[:, :-1]  # Sub filter (uint8 wraps mod 256)
     rows = np.concatenate([np.ones((h, 1), np.uint8), sub.reshape(h, -1)], axis=1)
     ihdr = struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, 0)
-    return SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + _chunk(b"IEND", b"")
+    idat = zlib.compress(rows.tobytes(), level)
+    return SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")

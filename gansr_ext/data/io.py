@@ -170,7 +170,8 @@ def write_image(path, img, quality: int = 95, bit_depth: int = 8) -> Path:
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in _PIL_FORMATS:
-        raise ValueError(f"write_image: unsupported extension {path.suffix!r} for {path} (use one of {IMAGE_EXTENSIONS})")
+        raise ValueError(f"write_image: unsupported extension {path.suffix!r} for {path} "
+                         f"(use one of {IMAGE_EXTENSIONS})")
     if bit_depth not in (8, 16):
         raise ValueError(f"write_image: bit_depth must be 8 or 16, got {bit_depth!r}")
     if bit_depth == 16 and ext != ".png":
