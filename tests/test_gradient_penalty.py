@@ -164,7 +164,9 @@ def test_exact_mode_equals_reference_fp64(make_d, size, kind, fused, poison):
 
 
 def test_first_order_pass_skips_weight_gradients():
-    """autograd.grad(inputs=[xhat]) masks the weight (and bias) gradient of every convolution_backward."""
+    """autograd.grad(inputs=[xhat]) masks the weight (and bias) gradients of every convolution_backward
+    and batch-norm backward: torch already does what StyleGAN2-ADA's no_weight_gradients does."""
+    masked_ops = (torch.ops.aten.convolution_backward.default, torch.ops.aten.native_batch_norm_backward.default)
 
     class Record(TorchDispatchMode):
         def __init__(self):
@@ -172,20 +174,20 @@ def test_first_order_pass_skips_weight_gradients():
             self.masks = []
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func is torch.ops.aten.convolution_backward.default:
-                self.masks.append(tuple(args[-1]))
+            if func in masked_ops:
+                self.masks.append((func.__name__.split(".")[0], tuple(args[-1])))
             return func(*args, **(kwargs or {}))
 
-    D = _plain_d().double()
+    D = _bn_d().double()
     real, fake = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.randn(2, 3, 8, 8, dtype=torch.float64)
     with Record() as rec:
         gradient_penalty(D, real, fake, fused=True)
-    # the first conv's input gradient is xhat's; both convs need only grad_input
-    assert rec.masks == [(True, False, False)] * 2
+    assert sorted(rec.masks) == [("convolution_backward", (True, False, False))] * 2 + \
+        [("native_batch_norm_backward", (True, False, False))] * 2
     with Record() as rec_all:  # contrast: asking for the parameters too computes weight gradients
         x = real.clone().requires_grad_(True)
         torch.autograd.grad(D(x).sum(), [x, *D.parameters()], create_graph=True)
-    assert all(m[1] for m in rec_all.masks)
+    assert len(rec_all.masks) == 4 and all(m[1][1] for m in rec_all.masks)
 
 
 def test_lazy_regularisation_scales_and_skips():

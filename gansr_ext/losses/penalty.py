@@ -148,6 +148,7 @@ def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
         them (an unbiased estimate of the full-batch mean; eps is drawn for those n only).
     autocast_dtype: run D's forward under torch.autocast with this dtype (bf16 intended); the input
         gradient and the penalty arithmetic stay in fp32 (autograd.grad is taken outside autocast).
+        float16 is accepted but unscaled here: without a GradScaler the input gradient may underflow.
     channels_last: give D xhat in channels_last memory format (4-D inputs).
 
     Only the input gradient is formed in the first-order pass: autograd.grad(..., inputs=[xhat]) makes
@@ -180,6 +181,7 @@ def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
         elif subset is not None and eps.shape[:1] != (n,):
             eps = eps[:n]
         _check_eps(eps, n)
+        eps = eps.to(real.device)
     weight = float(lam) * lazy_interval * (0.5 if kind == "r1" else 1.0)
 
     if kind == "r1":
@@ -191,5 +193,7 @@ def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
     ctx = torch.autocast(real.device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     with ctx:
         out = D(xhat)
-    (g,) = torch.autograd.grad(out.sum(), inputs=[xhat], create_graph=True)
-    return gp_penalty(g, kind, weight, fused=fused)
+    # backward outside any autocast (also a caller's): recorded double-backward ops keep their dtypes
+    with torch.autocast(real.device.type, enabled=False):
+        (g,) = torch.autograd.grad(out.sum(), inputs=[xhat], create_graph=True)
+        return gp_penalty(g, kind, weight, fused=fused)
