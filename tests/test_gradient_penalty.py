@@ -6,7 +6,8 @@ from torch import nn
 
 from conftest import requires_cuda
 
-from gansr_ext.losses.penalty import draw_eps, gradient_penalty, gradient_penalty_reference
+from gansr_ext.losses.penalty import (draw_eps, gradient_penalty, gradient_penalty_reference,
+                                      r1_penalty_from_logits)
 
 
 class LinearD(nn.Module):
@@ -262,6 +263,24 @@ def test_r1_needs_no_fake_and_fused_eps_matches_reference_eps():
     eps = torch.rand(3, dtype=torch.float64)
     torch.testing.assert_close(gradient_penalty(D, real, fake, eps=eps, fused=True),
                                gradient_penalty_reference(D, real, fake, eps=eps))
+
+
+@pytest.mark.parametrize("make_d", [_bn_d, _sn_d], ids=["bn", "sn"])
+def test_r1_from_logits_equals_r1_penalty(make_d):
+    torch.manual_seed(14)
+    D = make_d().double()
+    real = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    ref = _d_step(D, lambda d: gradient_penalty_reference(d, real, None, lam=4.0, kind="r1"))
+
+    def from_logits(d):
+        x = real.clone().requires_grad_(True)
+        return r1_penalty_from_logits(d(x), x, lam=4.0, fused=True)
+
+    out = _d_step(D, from_logits)
+    _assert_same_step(out, ref)
+    x = real.clone()
+    with pytest.raises(ValueError, match="requires_grad"):
+        r1_penalty_from_logits(D(x), x)
 
 
 def test_bad_inputs_give_clear_errors():

@@ -197,3 +197,26 @@ def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
     with torch.autocast(real.device.type, enabled=False):
         (g,) = torch.autograd.grad(out.sum(), inputs=[xhat], create_graph=True)
         return gp_penalty(g, kind, weight, fused=fused)
+
+
+def r1_penalty_from_logits(real_logits: torch.Tensor, real: torch.Tensor, lam: float = 10.0,
+                           fused: bool | None = None) -> torch.Tensor:
+    """R1 = lam / 2 * mean_b ||d sum(D(real)) / d real_b||^2 from the D step's own forward on real.
+
+    Saves the penalty's extra D forward (as StyleGAN2 does): set `real.requires_grad_(True)` before
+    `real_logits = D(real)`, then call this. With a BatchNorm D this is exactly `gradient_penalty(...,
+    kind="r1")` (same batch, same statistics) minus one running-statistics update. Lazy R1: decide with
+    `lazy_due(step, k)` whether to set requires_grad and call this with lam * k."""
+    if not isinstance(real_logits, torch.Tensor) or not isinstance(real, torch.Tensor):
+        raise TypeError("r1_penalty_from_logits: real_logits and real must be tensors")
+    if not real.requires_grad:
+        raise ValueError("r1_penalty_from_logits: real must have requires_grad=True when D(real) was computed")
+    if not real_logits.requires_grad:
+        raise ValueError("r1_penalty_from_logits: real_logits carry no graph to real (computed under no_grad?)")
+    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"r1_penalty_from_logits: lam must be a finite number >= 0, got {lam!r}")
+    from ..ops.gradient_penalty import gp_penalty
+
+    with torch.autocast(real.device.type, enabled=False):
+        (g,) = torch.autograd.grad(real_logits.sum(), inputs=[real], create_graph=True)
+        return gp_penalty(g, "r1", 0.5 * float(lam), fused=fused)
