@@ -133,8 +133,9 @@ def test_feathering_hides_seams_of_a_too_small_overlap():
 def test_tile_batching_and_channels_last_do_not_change_the_result():
     model = tiny_rrdbnet(strong=False)
     x = torch.rand(1, 3, 20, 17)
-    a = Upscaler(model, device="cpu", tile=8, overlap=4, feather=2, batch_tiles=1, channels_last=False).upscale_tensor(x)
-    b = Upscaler(model, device="cpu", tile=8, overlap=4, feather=2, batch_tiles=5, channels_last=True).upscale_tensor(x)
+    opts = dict(device="cpu", tile=8, overlap=4, feather=2)
+    a = Upscaler(model, batch_tiles=1, channels_last=False, **opts).upscale_tensor(x)
+    b = Upscaler(model, batch_tiles=5, channels_last=True, **opts).upscale_tensor(x)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -303,3 +304,20 @@ def test_checkpoint_path_and_scale_probe(tmp_path):
             return nn.functional.interpolate(x, scale_factor=3, mode="nearest")
 
     assert Upscaler(NoScaleAttr(), device="cpu").scale == 3
+
+
+def test_out_of_memory_shrinks_batch_then_tile_and_stays_exact():
+    class OomAbove(TwoConvX2):
+        def forward(self, x):  # a pretend device that holds at most 400 input pixels per batch
+            if x.shape[0] * x.shape[-2] * x.shape[-1] > 400:
+                raise torch.cuda.OutOfMemoryError("fake: out of memory")
+            return super().forward(x)
+
+    model = OomAbove()
+    x = torch.rand(1, 3, 30, 41)
+    ref = TwoConvX2()(x).detach()
+    with pytest.warns(UserWarning, match="out of GPU memory"):
+        out = Upscaler(model, device="cpu", tile=64, overlap=2, feather=0, batch_tiles=4).upscale_tensor(x)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(torch.cuda.OutOfMemoryError):  # gives up at tile 32, batch 1
+        Upscaler(model, device="cpu", tile=32, batch_tiles=1).upscale_tensor(torch.rand(1, 3, 40, 40))

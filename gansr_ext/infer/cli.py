@@ -32,6 +32,19 @@ def _tile_arg(value: str):
     return tile
 
 
+def _int_at_least(minimum: int):
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {n}")
+        return n
+
+    return parse
+
+
 def _positive_float(value: str) -> float:
     try:
         f = float(value)
@@ -49,14 +62,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="generator checkpoint (ESRGAN, BasicSR/Real-ESRGAN or gansr_ext format)")
     parser.add_argument("--tile", type=_tile_arg, default="auto",
                         help="tile size in input pixels, 'auto' (from free GPU memory) or 0 (no tiling); default auto")
-    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
+    parser.add_argument("--overlap", type=_int_at_least(0), default=DEFAULT_OVERLAP,
                         help=f"context pixels per tile side (default {DEFAULT_OVERLAP})")
-    parser.add_argument("--feather", type=int, default=DEFAULT_FEATHER,
+    parser.add_argument("--feather", type=_int_at_least(0), default=DEFAULT_FEATHER,
                         help=f"half-width of the blending ramp between tiles (default {DEFAULT_FEATHER})")
-    parser.add_argument("--batch-tiles", type=int, default=4, help="tiles per forward pass (default 4)")
+    parser.add_argument("--batch-tiles", type=_int_at_least(1), default=4, help="tiles per forward pass (default 4)")
     parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default=None,
                         help="compute dtype (default fp16 on CUDA, fp32 on CPU; fp16 on CPU falls back to fp32)")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument("--device", default=None,
+                        help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--outscale", type=_positive_float, default=None,
                         help="final scale factor (model output resized with bicubic); default the model's scale")
     parser.add_argument("--ext", choices=("auto",) + OUTPUT_EXTENSIONS, default="png",

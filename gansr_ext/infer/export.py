@@ -67,7 +67,8 @@ def check_onnx(path, model, sizes=((1, 24, 32), (2, 40, 28)), atol: float = 1e-4
             ref = model(x).numpy()
         got = session.run(None, {"input": x.numpy()})[0]
         if got.shape != ref.shape:
-            raise AssertionError(f"check_onnx: output shape {got.shape} != PyTorch {ref.shape} for input {tuple(x.shape)}")
+            raise AssertionError(f"check_onnx: output shape {got.shape} != PyTorch {ref.shape} "
+                                 f"for input {tuple(x.shape)}")
         err = float(abs(got - ref).max())
         if err > atol:
             raise AssertionError(f"check_onnx: max abs difference {err:.3g} > {atol:g} for input {tuple(x.shape)}")

@@ -169,6 +169,8 @@ class Upscaler:
         with torch.inference_mode():
             try:
                 return self.model(x)
+            except torch.cuda.OutOfMemoryError:
+                raise
             except (RuntimeError, NotImplementedError) as err:
                 if not (self._auto_fused and getattr(self.model, "fused", False)):
                     raise
@@ -217,7 +219,7 @@ class Upscaler:
         x = _pad_to_multiple(x, self.multiple)
         ph, pw = x.shape[-2:]
         s = self.scale
-        if self.tile is None or (ph <= self.tile and pw <= self.tile):
+        if self.tile is None:
             outs = [self._run(x[i:i + self.batch_tiles]) for i in range(0, n, self.batch_tiles)]
             return torch.cat(outs)[..., :h * s, :w * s]
         outs = []
@@ -225,13 +227,17 @@ class Upscaler:
             tile, batch = self.tile, self.batch_tiles
             while True:
                 try:
-                    outs.append(self._run_tiled(img, tile, batch)[..., :h * s, :w * s])
+                    y = self._run(img[None])[0] if ph <= tile and pw <= tile else self._run_tiled(img, tile, batch)
+                    outs.append(y[..., :h * s, :w * s])
                     break
                 except torch.cuda.OutOfMemoryError:
                     if batch == 1 and tile <= 32:
                         raise
                     torch.cuda.empty_cache()
-                    batch, tile = (batch // 2, tile) if batch > 1 else (1, tile // 2)
+                    if ph <= tile and pw <= tile:  # the whole image did not fit: start tiling
+                        tile = max(ph, pw) // 2
+                    else:
+                        batch, tile = (batch // 2, tile) if batch > 1 else (1, tile // 2)
                     warnings.warn(f"Upscaler: out of GPU memory; retrying with tile {tile}, batch {batch}",
                                   stacklevel=2)
         return torch.stack(outs)
