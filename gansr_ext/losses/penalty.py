@@ -152,9 +152,11 @@ def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
     channels_last: give D xhat in channels_last memory format (4-D inputs).
 
     Only the input gradient is formed in the first-order pass: autograd.grad(..., inputs=[xhat]) makes
-    torch's engine call every convolution_backward with the weight-gradient output masked off
-    (tests/test_gradient_penalty_api.py checks that), so StyleGAN2-ADA's `no_weight_gradients` is not
-    needed with native convolutions.
+    torch's engine call every convolution_backward and batch-norm backward with the weight/bias outputs
+    masked off (tests/test_gradient_penalty.py checks that), so StyleGAN2-ADA's `no_weight_gradients`
+    (needed for its custom autograd.Function convolutions) is not needed with native ones. D's weight
+    gradients are formed once, in the double backward of `penalty.backward()`.
+    With a BatchNorm D, subset changes the batch the statistics are taken over (n samples, not B).
     """
     _check(D, real, fake, lam, kind)
     if isinstance(lazy_interval, bool) or not isinstance(lazy_interval, int) or lazy_interval < 1:
