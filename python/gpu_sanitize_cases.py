@@ -16,7 +16,20 @@ def fft_loss_cases():
     fft_loss(x, torch.randn_like(x), fused=True).backward()
 
 
-CASES = [fft_loss_cases]
+def gradient_penalty_cases():
+    from gansr_ext.losses.penalty import gradient_penalty
+    from gansr_ext.models import VGGDiscriminator128
+
+    D = VGGDiscriminator128(nf=4).cuda()
+    for kind in ("wgan-gp", "one-sided", "r1"):
+        real = torch.rand(3, 3, 128, 128, device="cuda")
+        fake = torch.rand(3, 3, 128, 128, device="cuda")
+        gradient_penalty(D, real, fake, kind=kind, fused=True).backward()
+        gradient_penalty(D, real.to(memory_format=torch.channels_last), fake, kind=kind, fused=True,
+                         channels_last=True, autocast_dtype=torch.bfloat16).backward()
+
+
+CASES = [fft_loss_cases, gradient_penalty_cases]
 
 if __name__ == "__main__":
     for case in CASES:
