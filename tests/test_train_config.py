@@ -71,3 +71,12 @@ def test_recipes_hold_the_published_settings():
         assert load_config(f"adv_{name}")["losses"]["gan"]["type"] == name
     assert load_config("freq_fft_0.5")["losses"]["frequency"]["weight"] == 0.5
     assert set(DEFAULTS["losses"]) == {"pixel", "perceptual", "gan", "frequency"}
+
+
+def test_changing_a_type_drops_the_old_types_args(tmp_path):
+    assert load_config("freq_fft_0.3", ["losses.frequency.type=spectral"])["losses"]["frequency"]["args"] == {}
+    cfg = load_config("freq_fft_0.3", ["losses.frequency.type=spectral", "losses.frequency.args.eps=1e-6"])
+    assert cfg["losses"]["frequency"]["args"] == {"eps": 1e-6}
+    (tmp_path / "c.yaml").write_text("base: freq_fft_0.3\nlosses:\n  frequency: {type: focal_frequency}\n")
+    assert load_config(tmp_path / "c.yaml")["losses"]["frequency"]["args"] == {}
+    assert load_config("freq_fft_0.3", ["losses.frequency.type=fft"])["losses"]["frequency"]["args"]["p"] == 2

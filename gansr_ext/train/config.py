@@ -6,6 +6,9 @@ Everything is finally merged over `DEFAULTS`, whose key tree is the schema: a ke
 is an error naming the key. Only dicts named `args` are open (extra constructor arguments, checked
 against the constructor's signature when the object is built).
 
+A mapping whose `type` is changed (by a file or an override) loses the `args` it had: they were
+the old type's constructor arguments.
+
 Overrides are `key.sub=value` strings; the value is parsed as YAML (`3`, `1e-4`, `[1, 2]`, `false`,
 `null`, `lpips`).
 """
@@ -109,8 +112,11 @@ class ConfigError(ValueError):
 
 
 def deep_merge(base: dict, over: dict) -> dict:
-    """A new dict: `over` merged into `base`, recursively for dict values (lists are replaced)."""
+    """A new dict: `over` merged into `base`, recursively for dict values (lists are replaced).
+    When `over` changes a mapping's `type`, the base's `args` are dropped (they belong to the old type)."""
     out = copy.deepcopy(base)
+    if "type" in over and "type" in out and over["type"] != out["type"] and isinstance(out.get("args"), dict):
+        out["args"] = {}
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = deep_merge(out[k], v)
@@ -172,6 +178,8 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
             if not isinstance(nxt, dict):
                 raise ConfigError(f"override {text!r}: {'.'.join(parts[:i + 1])} is not a mapping")
             node = nxt
+        if parts[-1] == "type" and node.get("type") != value and isinstance(node.get("args"), dict):
+            node["args"] = {}  # the old type's arguments
         node[parts[-1]] = value
     return cfg
 
