@@ -164,7 +164,7 @@ def test_tiled_equals_untiled_cuda_output_on_cpu():
 
 @pytest.fixture(scope="module")
 def up():
-    return Upscaler(tiny_rrdbnet(strong=False), device="cpu", tile=None)
+    return Upscaler(tiny_rrdbnet(), device="cpu", tile=None)
 
 
 def _expected_uint8(up, hwc_float):

@@ -16,8 +16,13 @@ H, W = 17, 20  # tiny images: PIL size (20, 17)
 
 @pytest.fixture(scope="module")
 def model():
+    """Full-strength Kaiming weights: outputs with structure (ESRGAN's x0.1 init gives a flat image)."""
     torch.manual_seed(0)
-    return RRDBNet(nf=8, nb=1, gc=4).eval()
+    model = RRDBNet(nf=8, nb=1, gc=4).eval()
+    for p in model.parameters():
+        if p.dim() == 4:
+            torch.nn.init.kaiming_normal_(p)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +101,12 @@ def test_glob_formats_quality_outscale_and_verbose(tmp_path, ckpt, capsys):
                        "--tile", "0") == 0
     with Image.open(out / "img0_out.webp") as im:
         assert im.format == "WEBP" and im.size == (4 * W, 4 * H)
+    low = tmp_path / "low"
+    assert upscale_cli(tmp_path / "img0.png", "-o", low, "--model", ckpt, "--ext", "webp", "--quality", "5") == 0
+    assert (low / "img0_out.webp").stat().st_size < (out / "img0_out.webp").stat().st_size
+    Image.fromarray(_rgb8()).save(tmp_path / "photo.jpg")
+    assert upscale_cli(tmp_path / "photo.jpg", "-o", out, "--model", ckpt, "--ext", "auto") == 0
+    assert (out / "photo_out.jpg").is_file()
     with pytest.raises(SystemExit):  # argparse refuses a bad --tile
         upscale_cli(tmp_path / "img0.png", "-o", out, "--model", ckpt, "--tile", "big")
 

@@ -64,7 +64,8 @@ def pil_to_tensor(img: Image.Image) -> tuple[torch.Tensor, Restore]:
     """PIL image -> (1, C, H, W) float32; palette/bilevel/CMYK... are converted first (see _PIL_CONVERT).
 
     The result comes back in the converted mode (a palette image returns as RGB or RGBA).
-    16-bit gray ("I;16", "I") keeps 16 bits; "F" (float) is taken as [0, 1].
+    16-bit gray ("I;16", "I") keeps 16 bits; "F" (float) is taken as [0, 1]. The pixels are used as
+    stored: EXIF orientation is applied when reading files (`gansr_ext.data` IO), not here.
     """
     mode = img.mode
     if mode == "P":
