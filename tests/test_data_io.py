@@ -1,13 +1,12 @@
-import struct
-import zlib
+import sys
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from gansr_ext.data import ImageReadError, list_images, read_image, read_image_with_alpha, write_image
-from gansr_ext.data import _png16
 
 RNG = np.random.default_rng(0)
 
@@ -35,7 +34,7 @@ def test_png16_roundtrip_keeps_16_bit_precision(tmp_path, channels):
 
 
 def test_png16_files_decode_with_pillow(tmp_path):
-    # an independent decoder: Pillow reads 16-bit gray exactly and 16-bit RGB as the high bytes
+    # an independent decoder: Pillow reads 16-bit gray exactly and 16-bit RGB(A) as the high bytes
     gray = RNG.integers(0, 65536, (5, 8), dtype=np.uint16)
     write_image(tmp_path / "g.png", gray, bit_depth=16)
     with Image.open(tmp_path / "g.png") as im:
@@ -44,43 +43,44 @@ def test_png16_files_decode_with_pillow(tmp_path):
     write_image(tmp_path / "c.png", rgb, bit_depth=16)
     with Image.open(tmp_path / "c.png") as im:
         np.testing.assert_array_equal(np.array(im.convert("RGB")), (rgb >> 8).astype(np.uint8))
+    rgba = RNG.integers(0, 65536, (5, 8, 4), dtype=np.uint16)
+    write_image(tmp_path / "a.png", rgba, bit_depth=16)
+    with Image.open(tmp_path / "a.png") as im:
+        np.testing.assert_array_equal(np.array(im.convert("RGBA")), (rgba >> 8).astype(np.uint8))
+    gray_alpha = RNG.integers(0, 65536, (5, 8, 2), dtype=np.uint16)  # stored as RGBA with R = G = B
+    write_image(tmp_path / "ga.png", gray_alpha, bit_depth=16)
+    with Image.open(tmp_path / "ga.png") as im:
+        expected = (gray_alpha[..., [0, 0, 0, 1]] >> 8).astype(np.uint8)
+        np.testing.assert_array_equal(np.array(im.convert("RGBA")), expected)
 
 
-def _paeth(a, b, c):
-    p = a + b - c
-    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+def test_16_bit_files_from_other_encoders_read_exactly(tmp_path):
+    gray = RNG.integers(0, 65536, (5, 8), dtype=np.uint16)
+    Image.fromarray(gray).save(tmp_path / "g.png")  # Pillow's own 16-bit gray PNG encoder
+    with Image.open(tmp_path / "g.png") as im:
+        assert im.mode.startswith("I")
+    np.testing.assert_array_equal(np.round(read_image(tmp_path / "g.png") * 65535), np.repeat(gray[..., None], 3, 2))
+    tifffile = pytest.importorskip("tifffile")
+    for channels in (3, 4):  # tifffile stores RGB(A) order, so this also checks OpenCV's BGR(A) is undone
+        img = RNG.integers(0, 65536, (5, 8, channels), dtype=np.uint16)
+        tifffile.imwrite(tmp_path / "c.tif", img, photometric="rgb", extrasamples=[2] if channels == 4 else None)
+        rgb, alpha = read_image_with_alpha(tmp_path / "c.tif")
+        np.testing.assert_array_equal(np.round(rgb * 65535).astype(np.uint16), img[..., :3])
+        if channels == 4:
+            np.testing.assert_array_equal(np.round(alpha * 65535).astype(np.uint16), img[..., 3])
+        else:
+            assert alpha is None
 
 
-def _filter_rows(raw: np.ndarray, bpp: int, ftypes) -> bytes:
-    """PNG row filtering written from the spec (filter(x) = raw(x) - predictor, mod 256)."""
-    out = bytearray()
-    prev = [0] * raw.shape[1]
-    for row, f in zip(raw.tolist(), ftypes):
-        out.append(f)
-        for i, x in enumerate(row):
-            a = row[i - bpp] if i >= bpp else 0
-            b = prev[i]
-            c = prev[i - bpp] if i >= bpp else 0
-            pred = [0, a, b, (a + b) // 2, _paeth(a, b, c)][f]
-            out.append((x - pred) % 256)
-        prev = row
-    return bytes(out)
-
-
-def test_png16_decoder_handles_every_row_filter():
-    img = RNG.integers(0, 65536, (10, 6, 3), dtype=np.uint16)
-    raw = img.astype(">u2").view(np.uint8).reshape(10, -1)
-    body = _filter_rows(raw, 6, [0, 1, 2, 3, 4, 4, 3, 2, 1, 0])
-
-    def chunk(t, b):
-        return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b))
-
-    png = (_png16.SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", 6, 10, 16, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(body)) + chunk(b"IEND", b""))
-    np.testing.assert_array_equal(_png16.decode_png16(png), img)
-    with pytest.raises(_png16.PNGFormatError, match="truncated|CRC"):
-        _png16.decode_png16(png[:-20])
+def test_missing_opencv_gives_an_install_hint(tmp_path, monkeypatch):
+    write_image(tmp_path / "a8.png", RNG.random((4, 4, 3)))
+    write_image(tmp_path / "a16.png", RNG.random((4, 4, 3)), bit_depth=16)
+    monkeypatch.setitem(sys.modules, "cv2", None)  # makes `import cv2` raise ImportError
+    assert read_image(tmp_path / "a8.png").shape == (4, 4, 3)  # 8-bit files do not need OpenCV
+    with pytest.raises(ImportError, match="pip install opencv-python-headless"):
+        read_image(tmp_path / "a16.png")
+    with pytest.raises(ImportError, match="pip install opencv-python-headless"):
+        write_image(tmp_path / "b16.png", RNG.random((4, 4, 3)), bit_depth=16)
 
 
 def test_grayscale_and_alpha(tmp_path):
@@ -124,20 +124,26 @@ def test_exif_orientation_is_applied(tmp_path, ext):
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_exif_orientation_on_16_bit_png_matches_pillow(tmp_path, orientation):
-    # the 16-bit PNG path orients with numpy; Pillow's exif_transpose (8-bit path) is the reference
+def test_exif_orientation_on_16_bit_files_matches_pillow(tmp_path, orientation):
+    # Pillow's exif_transpose on an 8-bit PNG with the same pixels (x 257) and EXIF is the reference
     img8 = RNG.integers(0, 256, (2, 3, 3), dtype=np.uint8)
     exif = Image.Exif()
     exif[0x0112] = orientation
     Image.fromarray(img8).save(tmp_path / "e.png", exif=exif)
-    data = (tmp_path / "e.png").read_bytes()
-    i = data.index(b"eXIf") - 4
-    (n,) = struct.unpack(">I", data[i: i + 4])
-    exif_chunk = data[i: i + 12 + n]
-    png = _png16.encode_png16(img8.astype(np.uint16) * 257)
-    iend = png.index(b"IEND") - 4
-    (tmp_path / "r.png").write_bytes(png[:iend] + exif_chunk + png[iend:])
-    np.testing.assert_allclose(read_image(tmp_path / "r.png"), read_image(tmp_path / "e.png"), atol=1e-6)
+    ref = read_image(tmp_path / "e.png")
+    img16 = img8.astype(np.uint16) * 257
+    # 16-bit RGB PNG with an eXIf chunk (which holds the TIFF data without Pillow's "Exif\0\0" prefix)
+    ok, buf = cv2.imencodeWithMetadata(".png", img16[..., ::-1].copy(), [cv2.IMAGE_METADATA_EXIF],
+                                       [np.frombuffer(exif.tobytes()[6:], np.uint8)])
+    assert ok
+    (tmp_path / "r.png").write_bytes(buf.tobytes())
+    np.testing.assert_allclose(read_image(tmp_path / "r.png"), ref, atol=1e-6)
+    # 16-bit gray PNG written by Pillow
+    Image.fromarray(img16[..., 0]).save(tmp_path / "g.png", exif=exif)
+    np.testing.assert_allclose(read_image(tmp_path / "g.png"), np.repeat(ref[..., :1], 3, 2), atol=1e-6)
+    tifffile = pytest.importorskip("tifffile")  # 16-bit RGB TIFF with the Orientation tag (274)
+    tifffile.imwrite(tmp_path / "t.tif", img16, photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
+    np.testing.assert_allclose(read_image(tmp_path / "t.tif"), ref, atol=1e-6)
     if orientation == 8:  # "rotate 90 degrees counter-clockwise to display"
         np.testing.assert_allclose(read_image(tmp_path / "r.png") * 255, np.rot90(img8, 1), atol=1e-4)
 
@@ -157,6 +163,10 @@ def test_unreadable_files_raise_image_read_error(tmp_path):
     (tmp_path / "trunc16.png").write_bytes(data[:-30])
     with pytest.raises(ImageReadError, match="trunc16.png"):
         read_image(tmp_path / "trunc16.png")
+    i = data.index(b"IDAT") + 8  # flip a byte of compressed pixel data: the chunk CRC no longer matches
+    (tmp_path / "crc16.png").write_bytes(data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:])
+    with pytest.raises(ImageReadError, match="crc16.png"):
+        read_image(tmp_path / "crc16.png")
     with pytest.raises(ImageReadError, match="missing.png"):
         read_image(tmp_path / "missing.png")
     assert isinstance(ImageReadError("x", "y"), OSError)

@@ -1,21 +1,19 @@
 """Image IO: everything in as float32 HWC RGB in [0, 1]; out as 8- or 16-bit files.
 
 Reading uses Pillow (PNG, JPEG, WebP, BMP, TIFF, ...) with the EXIF orientation applied, except
-16-bit PNGs, which Pillow truncates to 8 bits for RGB/RGBA/LA and which are decoded by
-`_png16`. Grayscale becomes 3 identical channels; alpha is dropped by `read_image` and returned
-separately by `read_image_with_alpha`. Any failure raises `ImageReadError` naming the file.
+16-bit PNGs and 16-bit RGB(A) TIFFs, which Pillow truncates to 8 bits and which OpenCV decodes
+(imported lazily: only these files need it). Grayscale becomes 3 identical channels; alpha is
+dropped by `read_image` and returned separately by `read_image_with_alpha`. Any failure raises
+`ImageReadError` naming the file. 16-bit PNGs are written with OpenCV.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
-
-from . import _png16
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "read_image", "read_image_with_alpha", "write_image",
            "list_images"]
@@ -70,6 +68,59 @@ def _pil_to_array(im) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
+def _cv2():
+    """OpenCV, imported on first use (it is slow to import and only 16-bit files need it)."""
+    try:
+        import cv2
+    except ImportError as e:
+        raise ImportError("16-bit PNG/TIFF images are read and written with OpenCV: "
+                          "pip install opencv-python-headless") from e
+    return cv2
+
+
+def _is_16_bit(im, path: Path) -> bool:
+    """True for the files Pillow would truncate to 8 bits: 16-bit PNGs, 16-bit RGB(A) TIFFs."""
+    if im.format == "PNG":
+        with open(path, "rb") as f:
+            head = f.read(26)  # signature (8), IHDR length + type (8), width, height, bit depth
+        return head[12:16] == b"IHDR" and head[24] == 16
+    if im.format == "TIFF" and im.mode in ("RGB", "RGBA"):
+        bits = im.tag_v2.get(258, ())  # BitsPerSample
+        return set(bits if isinstance(bits, tuple) else (bits,)) == {16}
+    return False
+
+
+def _decode_16_bit(path: Path) -> np.ndarray:
+    """HWC uint16 array with 1 (gray), 3 (RGB) or 4 (RGBA) channels, decoded by OpenCV."""
+    cv2 = _cv2()
+    try:
+        arr = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        raise ImageReadError(path, f"OpenCV: {e}") from e
+    if arr is None:
+        raise ImageReadError(path, "corrupt or truncated 16-bit image (OpenCV cannot decode it)")
+    if arr.dtype != np.uint16 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ImageReadError(path, f"unsupported 16-bit layout: OpenCV gave {arr.dtype} {arr.shape}")
+    if arr.ndim == 2:
+        return arr[:, :, None]
+    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+
+
+def _encode_png16(arr: np.ndarray) -> bytes:
+    """PNG bytes of an HWC uint16 array with 1-4 channels, encoded by OpenCV."""
+    cv2 = _cv2()
+    if arr.shape[2] == 2:  # OpenCV writes no gray+alpha: store RGBA with R = G = B (reads back the same)
+        arr = np.concatenate([arr[:, :, :1]] * 3 + [arr[:, :, 1:]], axis=2)
+    if arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    else:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+    ok, buf = cv2.imencode(".png", arr)
+    if not ok:
+        raise OSError(f"write_image: OpenCV could not encode a 16-bit PNG of shape {arr.shape}")
+    return buf.tobytes()
+
+
 def _load(path) -> np.ndarray:
     """HWC array (uint8 / uint16 / float32, 1-4 channels), EXIF orientation applied."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -79,15 +130,11 @@ def _load(path) -> np.ndarray:
         raise ImageReadError(p, "no such file")
     try:
         with Image.open(p) as im:
-            if im.format == "PNG":
-                with open(p, "rb") as f:
-                    head = f.read(33)
-                _, _, depth, ctype, interlace = _png16.png_header(head)
-                if depth == 16 and ctype != 3 and not interlace:
-                    arr = _png16.decode_png16(p.read_bytes())
-                    return _orient(arr, im.getexif().get(0x0112, 1))
-                if depth == 16 and ctype in (2, 4, 6):
-                    warnings.warn(f"{p}: interlaced 16-bit PNG read at 8-bit precision", stacklevel=3)
+            if _is_16_bit(im, p):
+                arr = _decode_16_bit(p)
+                # OpenCV's TIFF decoder applies the Orientation tag itself; for PNG it does not
+                # (IMREAD_UNCHANGED), so orient with the EXIF that Pillow reads from the same file
+                return arr if im.format == "TIFF" else _orient(arr, im.getexif().get(0x0112, 1))
             im.load()
             im = ImageOps.exif_transpose(im)
             return _pil_to_array(im)
@@ -162,8 +209,9 @@ def _quantize(img: np.ndarray, bit_depth: int) -> np.ndarray:
 def write_image(path, img, quality: int = 95, bit_depth: int = 8) -> Path:
     """Write `img` (float in [0, 1] (clipped), uint8 or uint16; HW/HWC numpy or (C, H, W) tensor).
 
-    Format from the extension; `quality` for JPEG/WebP; `bit_depth=16` only for PNG. JPEG drops
-    alpha. The file is written to a temporary name and renamed, so readers never see half a file.
+    Format from the extension; `quality` for JPEG/WebP; `bit_depth=16` only for PNG (gray+alpha is
+    then stored as RGBA with R = G = B, which OpenCV can write). JPEG drops alpha. The file is
+    written to a temporary name and renamed, so readers never see half a file.
     """
     from PIL import Image
 
@@ -186,7 +234,7 @@ def write_image(path, img, quality: int = 95, bit_depth: int = 8) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             if bit_depth == 16:
-                f.write(_png16.encode_png16(arr))
+                f.write(_encode_png16(arr))
             else:
                 im = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
                 kwargs = {"quality": int(quality)} if ext in (".jpg", ".jpeg", ".webp") else {}
