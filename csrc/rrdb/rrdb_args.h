@@ -1,0 +1,61 @@
+// Argument blocks of the fused RRDB's elementwise kernels (plain pointers; no CUDA or torch headers,
+// so the CPU emulation of the CUDA glue can use them too). Every tensor is an NHWC matrix of
+// M = N*H*W pixel rows: element (m, c) of a C-channel slice lives at p[m * stride + c], so a slice
+// of a wider buffer is its base pointer advanced to the slice's first channel.
+//
+// T is float, double, half or bfloat16 (passed as void* + dtype code); A, the accumulation type, is
+// double for double and float otherwise.
+#pragma once
+#include <cstdint>
+
+namespace gansr {
+namespace rrdb {
+
+enum class DType : int { kFloat = 0, kDouble = 1, kHalf = 2, kBFloat16 = 3 };
+
+// Forward epilogue of one conv (the conv runs without bias):
+//   v = y + bias;  v = lrelu(v, slope) if act;  v = r1 + s1 v if r1;  v = r2 + s2 v if r2;  out = v
+struct EpilogueArgs {
+  const void* y;
+  int64_t y_stride;
+  const void* bias;
+  const void* r1;
+  int64_t r1_stride;
+  double s1;
+  const void* r2;
+  int64_t r2_stride;
+  double s2;
+  void* out;
+  int64_t out_stride;
+  int64_t M;
+  int C;
+  bool act;
+  double slope;
+};
+
+// Backward gather: v = sum_i scale_i src_i (the data gradients of every conv that read this slice,
+// plus residual paths), so no separate add kernels ever run;
+//   out  = v * lrelu'(act)   (act = the slice's saved LeakyReLU output; no mask when act is null)
+//   out2 = s2 * out          (optional)
+//   bias_grad[c] += sum_m (out2 if given else out)[m, c]     (A-typed accumulator, zeroed by the caller)
+constexpr int kMaxSources = 8;
+struct GatherArgs {
+  const void* src[kMaxSources];
+  int64_t src_stride[kMaxSources];
+  double src_scale[kMaxSources];
+  int nsrc;
+  const void* act;
+  int64_t act_stride;
+  double slope;
+  void* out;
+  int64_t out_stride;
+  void* out2;
+  int64_t out2_stride;
+  double s2;
+  void* bias_grad;
+  int64_t M;
+  int C;
+};
+
+}  // namespace rrdb
+}  // namespace gansr

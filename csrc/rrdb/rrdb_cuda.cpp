@@ -1,0 +1,48 @@
+// Fused RRDB on CUDA: the sliced algorithm of rrdb_sliced.cpp (cuDNN convolutions on channel-prefix
+// views of the shared NHWC block buffers) with the epilogue / gather kernels of rrdb_kernels.cu on
+// the current stream.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "rrdb_kernels.h"
+#include "rrdb_sliced.h"
+
+namespace gansr {
+namespace rrdb {
+namespace {
+
+void check_launch(cudaError_t e, const char* what) {
+  TORCH_CHECK(e == cudaSuccess, "gansr::rrdb: CUDA error in the ", what, " kernel: ", cudaGetErrorString(e));
+}
+
+struct CudaBackend final : Backend {
+  void epilogue(DType t, const EpilogueArgs& a) const override {
+    check_launch(launch_epilogue(t, a, c10::cuda::getCurrentCUDAStream().stream()), "epilogue");
+  }
+  void gather(DType t, const GatherArgs& a) const override {
+    check_launch(launch_gather(t, a, c10::cuda::getCurrentCUDAStream().stream()), "gradient gather");
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rrdb_fwd_cuda(const at::Tensor& x, at::TensorList params) {
+  c10::cuda::CUDAGuard guard(x.device());
+  return sliced_fwd(x, params, CudaBackend());
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>> rrdb_bwd_cuda(const at::Tensor& grad_out, const at::Tensor& buf1,
+                                                              const at::Tensor& buf2, const at::Tensor& buf3,
+                                                              at::TensorList params) {
+  c10::cuda::CUDAGuard guard(grad_out.device());
+  return sliced_bwd(grad_out, buf1, buf2, buf3, params, CudaBackend());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(gansr, CUDA, m) {
+  m.impl("rrdb_fwd", &rrdb_fwd_cuda);
+  m.impl("rrdb_bwd", &rrdb_bwd_cuda);
+}
+
+}  // namespace rrdb
+}  // namespace gansr

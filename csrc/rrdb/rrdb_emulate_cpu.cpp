@@ -1,0 +1,105 @@
+// C++ loop twins of the CUDA epilogue / gather kernels (same argument blocks, same arithmetic in
+// the accumulation type), plugged into the device-generic sliced algorithm as the CPU-registered
+// test ops `gansr::rrdb_sliced_fwd` / `rrdb_sliced_bwd`. They let CPU tests check the CUDA path's
+// glue (which slices, offsets, strides, scales and residual paths) against the reference; only the
+// kernels' thread indexing and cuDNN remain for GPU tests. Not used by `gansr_ext.ops.rrdb`.
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "rrdb.h"
+#include "rrdb_sliced.h"
+
+namespace gansr {
+namespace rrdb {
+namespace {
+
+template <typename T> struct Acc { using type = float; };
+template <> struct Acc<double> { using type = double; };
+
+template <typename T>
+void epilogue_loop(const EpilogueArgs& a) {
+  using A = typename Acc<T>::type;
+  const T* y = static_cast<const T*>(a.y);
+  const T* r1 = static_cast<const T*>(a.r1);
+  const T* r2 = static_cast<const T*>(a.r2);
+  const T* bias = static_cast<const T*>(a.bias);
+  T* out = static_cast<T*>(a.out);
+  for (int64_t m = 0; m < a.M; ++m)
+    for (int c = 0; c < a.C; ++c) {
+      A v = A(y[m * a.y_stride + c]) + A(bias[c]);
+      if (a.act) v = v > A(0) ? v : A(a.slope) * v;
+      if (r1) v = A(r1[m * a.r1_stride + c]) + A(a.s1) * v;
+      if (r2) v = A(r2[m * a.r2_stride + c]) + A(a.s2) * v;
+      out[m * a.out_stride + c] = T(v);
+    }
+}
+
+template <typename T>
+void gather_loop(const GatherArgs& a) {
+  using A = typename Acc<T>::type;
+  const T* act = static_cast<const T*>(a.act);
+  T* out = static_cast<T*>(a.out);
+  T* out2 = static_cast<T*>(a.out2);
+  std::vector<A> bsum(a.C, A(0));
+  for (int64_t m = 0; m < a.M; ++m)
+    for (int c = 0; c < a.C; ++c) {
+      A v = A(0);
+      for (int i = 0; i < a.nsrc; ++i) v += A(a.src_scale[i]) * A(static_cast<const T*>(a.src[i])[m * a.src_stride[i] + c]);
+      if (act && !(A(act[m * a.act_stride + c]) > A(0))) v *= A(a.slope);
+      out[m * a.out_stride + c] = T(v);
+      if (out2) {
+        const A v2 = A(a.s2) * v;
+        out2[m * a.out2_stride + c] = T(v2);
+        bsum[c] += v2;
+      } else {
+        bsum[c] += v;
+      }
+    }
+  if (a.bias_grad)
+    for (int c = 0; c < a.C; ++c) static_cast<A*>(a.bias_grad)[c] += bsum[c];
+}
+
+template <template <typename> class F, typename Args>
+void dispatch(DType t, const Args& a) {
+  switch (t) {
+    case DType::kFloat: return F<float>::run(a);
+    case DType::kDouble: return F<double>::run(a);
+    case DType::kHalf: return F<c10::Half>::run(a);
+    case DType::kBFloat16: return F<c10::BFloat16>::run(a);
+  }
+}
+template <typename T> struct Epi { static void run(const EpilogueArgs& a) { epilogue_loop<T>(a); } };
+template <typename T> struct Gat { static void run(const GatherArgs& a) { gather_loop<T>(a); } };
+
+struct LoopBackend final : Backend {
+  void epilogue(DType t, const EpilogueArgs& a) const override { dispatch<Epi>(t, a); }
+  void gather(DType t, const GatherArgs& a) const override { dispatch<Gat>(t, a); }
+};
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd_cpu(const at::Tensor& x, at::TensorList params) {
+  return sliced_fwd(x, params, LoopBackend());
+}
+
+std::tuple<at::Tensor, std::vector<at::Tensor>> sliced_bwd_cpu(const at::Tensor& grad_out, const at::Tensor& buf1,
+                                                               const at::Tensor& buf2, const at::Tensor& buf3,
+                                                               at::TensorList params) {
+  return sliced_bwd(grad_out, buf1, buf2, buf3, params, LoopBackend());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(gansr, m) {
+  m.def("rrdb_sliced_fwd(Tensor x, Tensor[] params) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("rrdb_sliced_bwd(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params) -> (Tensor, Tensor[])");
+}
+
+TORCH_LIBRARY_IMPL(gansr, CPU, m) {
+  m.impl("rrdb_sliced_fwd", &sliced_fwd_cpu);
+  m.impl("rrdb_sliced_bwd", &sliced_bwd_cpu);
+}
+
+}  // namespace rrdb
+}  // namespace gansr

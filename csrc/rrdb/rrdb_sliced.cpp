@@ -1,0 +1,208 @@
+// The fused RRDB's "sliced" algorithm, device-generic: convolutions through ATen (cuDNN on CUDA) on
+// channel-prefix views of the shared NHWC block buffers, the elementwise work between them through
+// a Backend (the CUDA kernels of rrdb_kernels.cu, or their C++ loop twins in rrdb_emulate_cpu.cpp,
+// which let CPU tests check this glue):
+//   forward:  conv_k without bias -> epilogue writes lrelu(y + b) into slice k of the buffer; conv5's
+//             epilogue writes x + 0.2 (y + b) straight into the next block's buffer prefix (block 3:
+//             x0 + 0.2 (x + 0.2 (y + b)), the RRDB output).
+//   backward: each conv's data gradient D_k (over the prefix it read) is kept, and the gather of
+//             slice j sums D_{j+1..5}[slice j] (+ residual paths), applies the LeakyReLU derivative
+//             from the saved output's sign and reduces the bias gradient in the same pass: no add
+//             kernels and no separate bias reductions (cuDNN/ATen expose no accumulating dgrad, so
+//             the in-place accumulation of the CPU twin would cost one add kernel per conv).
+//             Weight gradients: cuDNN (tensor cores for bf16/fp16, TF32 for fp32 when enabled).
+// Allocation only through PyTorch's caching allocator, no host synchronisation: CUDA-graph capturable.
+#include "../common.h"
+#include "rrdb.h"
+#include "rrdb_sliced.h"
+
+namespace gansr {
+namespace rrdb {
+
+DType dtype_code(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return DType::kFloat;
+    case at::kDouble: return DType::kDouble;
+    case at::kHalf: return DType::kHalf;
+    case at::kBFloat16: return DType::kBFloat16;
+    default: TORCH_CHECK_TYPE(false, "gansr::rrdb: unsupported dtype ", t);
+  }
+}
+
+namespace {
+
+at::Tensor nhwc(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
+
+// byte pointer to channel `c0` of an NHWC tensor's first pixel
+const void* at_channel(const at::Tensor& t, int64_t c0) {
+  return static_cast<const char*>(t.const_data_ptr()) + c0 * t.element_size();
+}
+void* at_channel_mut(at::Tensor& t, int64_t c0) { return static_cast<char*>(t.data_ptr()) + c0 * t.element_size(); }
+
+// pixel stride of a whole channels_last-contiguous tensor (size(1), also when size-1 dims make
+// stride() ambiguous); slices are addressed by channel offsets into such tensors, never as views
+int64_t pixel_stride(const at::Tensor& t) { return t.size(1); }
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::Tensor& x_in, at::TensorList params_in,
+                                                                      const Backend& be) {
+  const Dims d = check_fwd_inputs(x_in, params_in, "gansr::rrdb_fwd");
+  const DType dt = dtype_code(x_in.scalar_type());
+  std::vector<at::Tensor> params;
+  for (const auto& p : params_in) params.push_back(p.contiguous());
+  const auto opts = x_in.options();
+  const int64_t Ct = d.channels(), M = d.N * d.H * d.W;
+  at::Tensor bufs[kBlocks];
+  for (auto& b : bufs) b = new_nhwc(d.N, Ct, d.H, d.W, opts);
+  at::Tensor out = new_nhwc(d.N, d.nf, d.H, d.W, opts);
+  bufs[0].narrow(1, 0, d.nf).copy_(x_in);
+  for (int b = 0; b < kBlocks; ++b) {
+    at::Tensor& buf = bufs[b];
+    for (int k = 1; k <= kConvs; ++k) {
+      at::Tensor y = nhwc(conv3x3(buf.narrow(1, 0, d.cin(k)), params[2 * (kConvs * b + k - 1)], c10::nullopt));
+      EpilogueArgs a{};
+      a.y = y.const_data_ptr();
+      a.y_stride = y.size(1);
+      a.bias = params[2 * (kConvs * b + k - 1) + 1].const_data_ptr();
+      a.M = M;
+      a.slope = kSlope;
+      if (k < kConvs) {
+        a.C = (int)d.gc;
+        a.act = true;
+        a.out = at_channel_mut(buf, d.cin(k));
+        a.out_stride = Ct;
+      } else {
+        a.C = (int)d.nf;
+        a.r1 = buf.const_data_ptr();  // the block input, channels [0, nf)
+        a.r1_stride = Ct;
+        a.s1 = kResScale;
+        if (b + 1 < kBlocks) {
+          a.out = bufs[b + 1].data_ptr();  // straight into the next block's prefix
+          a.out_stride = Ct;
+        } else {
+          a.r2 = bufs[0].const_data_ptr();  // the RRDB input
+          a.r2_stride = Ct;
+          a.s2 = kResScale;
+          a.out = out.data_ptr();
+          a.out_stride = d.nf;
+        }
+      }
+      be.epilogue(dt, a);
+    }
+  }
+  return {out, bufs[0], bufs[1], bufs[2]};
+}
+
+namespace {
+
+struct Source {
+  const at::Tensor* t;
+  int64_t c0;
+  double scale;
+};
+
+// out (and out2 = s2 * out) from the sum of sources, LeakyReLU-masked by `act` when given.
+void gather(const Backend& be, DType dt, std::initializer_list<Source> srcs, std::vector<Source> more, const at::Tensor* act,
+            int64_t act_c0, at::Tensor& out, at::Tensor* out2, double s2, at::Tensor* bias_grad, int64_t M) {
+  GatherArgs a{};
+  std::vector<Source> all(srcs);
+  all.insert(all.end(), more.begin(), more.end());
+  TORCH_CHECK(all.size() <= (size_t)kMaxSources, "gansr::rrdb_bwd: too many gradient sources");
+  for (size_t i = 0; i < all.size(); ++i) {
+    a.src[i] = at_channel(*all[i].t, all[i].c0);
+    a.src_stride[i] = pixel_stride(*all[i].t);
+    a.src_scale[i] = all[i].scale;
+  }
+  a.nsrc = (int)all.size();
+  if (act) {
+    a.act = at_channel(*act, act_c0);
+    a.act_stride = pixel_stride(*act);
+  }
+  a.slope = kSlope;
+  a.out = out.data_ptr();
+  a.out_stride = pixel_stride(out);
+  if (out2) {
+    a.out2 = out2->data_ptr();
+    a.out2_stride = pixel_stride(*out2);
+    a.s2 = s2;
+  }
+  a.bias_grad = bias_grad ? bias_grad->data_ptr() : nullptr;
+  a.M = M;
+  a.C = (int)out.size(1);
+  be.gather(dt, a);
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, std::vector<at::Tensor>> sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1,
+                                                           const at::Tensor& buf2, const at::Tensor& buf3,
+                                                           at::TensorList params_in, const Backend& be) {
+  const Dims d = check_bwd_inputs(grad_out, buf1, buf2, buf3, params_in);
+  const auto st = grad_out.scalar_type();
+  const DType dt = dtype_code(st);
+  const auto opts = grad_out.options();
+  const auto acc_opts = opts.dtype(compute_type(st));
+  std::vector<at::Tensor> params;
+  for (const auto& p : params_in) params.push_back(p.contiguous());
+  const at::Tensor bufs[kBlocks] = {nhwc(buf1), nhwc(buf2), nhwc(buf3)};
+  const int64_t M = d.N * d.H * d.W;
+  const at::Tensor go = nhwc(grad_out);
+  std::vector<at::Tensor> grads(kParams), bias_acc(kParams / 2);
+  for (auto& b : bias_acc) b = at::Tensor();
+
+  auto bias_acc_for = [&](int b, int k) -> at::Tensor& {
+    at::Tensor& t = bias_acc[kConvs * b + k - 1];
+    if (!t.defined()) t = at::zeros({k == kConvs ? d.nf : d.gc}, acc_opts);
+    return t;
+  };
+
+  // gradient of rdb3's output (gy) and of its conv5 output (g5 = 0.2 gy, plus conv5's bias gradient)
+  at::Tensor gy = new_nhwc(d.N, d.nf, d.H, d.W, opts);
+  at::Tensor g5 = new_nhwc(d.N, d.nf, d.H, d.W, opts);
+  gather(be, dt, {{&go, 0, kResScale}}, {}, nullptr, 0, gy, &g5, kResScale, &bias_acc_for(kBlocks - 1, kConvs), M);
+  at::Tensor grad_x;
+  for (int b = kBlocks - 1; b >= 0; --b) {
+    const at::Tensor& buf = bufs[b];
+    at::Tensor D[kConvs + 1];  // D[k]: data gradient of conv_k over its input prefix (cin(k) channels)
+    for (int k = kConvs; k >= 1; --k) {
+      at::Tensor gk;
+      if (k == kConvs) {
+        gk = g5;
+      } else {
+        gk = new_nhwc(d.N, d.gc, d.H, d.W, opts);
+        std::vector<Source> srcs;
+        for (int i = k + 1; i <= kConvs; ++i) srcs.push_back({&D[i], d.cin(k), 1.0});
+        gather(be, dt, {}, srcs, &buf, d.cin(k), gk, nullptr, 0.0, &bias_acc_for(b, k), M);
+      }
+      auto [dk, dwk, unused] = conv3x3_backward(gk, buf.narrow(1, 0, d.cin(k)), params[2 * (kConvs * b + k - 1)],
+                                                true, false);
+      D[k] = nhwc(dk);
+      grads[2 * (kConvs * b + k - 1)] = dwk.contiguous();
+    }
+    // gradient of the block input: every conv read it, plus the block's residual path
+    std::vector<Source> srcs;
+    for (int i = 1; i <= kConvs; ++i) srcs.push_back({&D[i], 0, 1.0});
+    srcs.push_back({&gy, 0, 1.0});
+    if (b > 0) {
+      at::Tensor gy_prev = new_nhwc(d.N, d.nf, d.H, d.W, opts);
+      at::Tensor g5_prev = new_nhwc(d.N, d.nf, d.H, d.W, opts);
+      gather(be, dt, {}, srcs, nullptr, 0, gy_prev, &g5_prev, kResScale, &bias_acc_for(b - 1, kConvs), M);
+      gy = gy_prev;
+      g5 = g5_prev;
+    } else {
+      srcs.push_back({&go, 0, 1.0});  // the RRDB's own residual
+      grad_x = new_nhwc(d.N, d.nf, d.H, d.W, opts);
+      gather(be, dt, {}, srcs, nullptr, 0, grad_x, nullptr, 0.0, nullptr, M);
+    }
+  }
+  for (int b = 0; b < kBlocks; ++b)
+    for (int k = 1; k <= kConvs; ++k) {
+      at::Tensor& acc = bias_acc[kConvs * b + k - 1];
+      grads[2 * (kConvs * b + k - 1) + 1] = acc.scalar_type() == st ? acc : acc.to(st);
+    }
+  return {grad_x, grads};
+}
+
+}  // namespace rrdb
+}  // namespace gansr

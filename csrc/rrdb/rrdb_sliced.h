@@ -1,0 +1,28 @@
+// The fused RRDB's sliced algorithm (rrdb_sliced.cpp), generic over the backend that runs its
+// elementwise kernels: CUDA (rrdb_cuda.cpp) or the C++ loop emulation (rrdb_emulate_cpu.cpp).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "rrdb_args.h"
+
+namespace gansr {
+namespace rrdb {
+
+struct Backend {
+  virtual ~Backend() = default;
+  virtual void epilogue(DType t, const EpilogueArgs& a) const = 0;
+  virtual void gather(DType t, const GatherArgs& a) const = 0;
+};
+
+DType dtype_code(at::ScalarType t);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::Tensor& x, at::TensorList params,
+                                                                      const Backend& be);
+std::tuple<at::Tensor, std::vector<at::Tensor>> sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1,
+                                                           const at::Tensor& buf2, const at::Tensor& buf3,
+                                                           at::TensorList params, const Backend& be);
+
+}  // namespace rrdb
+}  // namespace gansr
