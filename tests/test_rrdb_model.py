@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from conftest import requires_cuda
+
 from gansr_ext.models import RRDBNet
 from gansr_ext.ops import rrdb_trunk
 
@@ -46,3 +48,37 @@ def test_fused_flag_keeps_parameter_names_and_checkpoints():
 def test_rrdb_trunk_rejects_a_body_that_is_not_made_of_rrdbs():
     with pytest.raises(TypeError, match="RRDB"):
         rrdb_trunk(torch.rand(1, 8, 4, 4), torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1)))
+
+
+def _autocast_errors(device, dtype):
+    """Relative errors (output, worst parameter grad) of RRDBNet under autocast, fused and eager, vs fp64."""
+    torch.manual_seed(11)
+    model = RRDBNet(nf=16, nb=2, gc=8).to(device)
+    with torch.no_grad():
+        for p in model.body.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    x = torch.rand(2, 3, 6, 5, device=device)
+    g = torch.randn(2, 3, 24, 20, device=device)
+    ref_out, ref_grads = grads_of(model.double(), x.double(), g.double())
+    model.float()
+    errs = {}
+    for fused in (False, True):
+        model.set_fused(fused)
+        with torch.autocast(device, dtype=dtype):
+            out, grads = grads_of(model, x, g)
+        errs[fused] = ((out.double() - ref_out).abs().max().item() / ref_out.abs().max().item(),
+                       max(((grads[n].double() - r).abs().max() / r.abs().max()).item() for n, r in ref_grads.items()))
+    return errs
+
+
+def test_fused_rrdbnet_under_cpu_autocast_bf16_is_as_accurate_as_eager():
+    errs = _autocast_errors("cpu", torch.bfloat16)
+    assert errs[True][0] <= 1.5 * errs[False][0] + 2e-3, errs
+    assert errs[True][1] <= 1.5 * errs[False][1] + 2e-2, errs
+
+
+@requires_cuda
+def test_fused_rrdbnet_under_cuda_autocast_bf16_is_as_accurate_as_eager():
+    errs = _autocast_errors("cuda", torch.bfloat16)
+    assert errs[True][0] <= 1.5 * errs[False][0] + 2e-3, errs
+    assert errs[True][1] <= 1.5 * errs[False][1] + 2e-2, errs
