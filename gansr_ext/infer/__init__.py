@@ -1,7 +1,8 @@
 """Inference: `Upscaler` (tiled, blended, streamed from CPU memory), the `gansr upscale` CLI and
 ONNX export (`gansr export onnx`)."""
 
+from .export import check_onnx, export_onnx
 from .tiling import plan_tiles
 from .upscaler import Upscaler
 
-__all__ = ["Upscaler", "plan_tiles"]
+__all__ = ["Upscaler", "check_onnx", "export_onnx", "plan_tiles"]

@@ -114,6 +114,7 @@ class Upscaler:
         self.multiple = int(getattr(self.model, "unshuffle", 1))  # RRDBNet x2/x1 pixel-unshuffle the input
         self.scale = self._model_scale()
         self._auto_fused = fused is None
+        self._warned_overflow = False
         self._set_fused(fused)
         self.tile = self._auto_tile() if tile == "auto" else (tile or None)
 
@@ -180,8 +181,15 @@ class Upscaler:
                 return self.model(x)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        """CPU float32 batch -> model -> CPU float32."""
-        return self._forward(x.to(self.device, self.dtype, non_blocking=True)).float().cpu()
+        """CPU float32 batch -> model -> CPU float32 (pinned staging for the host-to-GPU copy)."""
+        if self.device.type == "cuda":
+            x = x.pin_memory()
+        y = self._forward(x.to(self.device, self.dtype, non_blocking=True))
+        if self.dtype == torch.float16 and not self._warned_overflow and not bool(y.isfinite().all()):
+            self._warned_overflow = True
+            warnings.warn("Upscaler: the fp16 output has Inf/NaN values (overflow); use dtype bf16 or fp32",
+                          stacklevel=3)
+        return y.float().cpu()
 
     def _run_tiled(self, x: torch.Tensor, tile: int, batch: int) -> torch.Tensor:
         """One (C, H, W) CPU image through the tile grid; returns the blended (C', sH, sW) output."""
