@@ -70,9 +70,11 @@ def test_niqe_input_forms_agree():
     assert batch.shape == (2,) and batch[0] == pytest.approx(ref, abs=1e-12)
 
 
-def test_niqe_too_small():
+def test_niqe_too_small_or_flat():
     with pytest.raises(ValueError, match="two 96x96 blocks"):
         niqe(np.zeros((100, 100, 3), np.uint8))
+    with pytest.raises(ValueError, match="flat image"):
+        niqe(np.full((200, 200, 3), 128, np.uint8))
 
 
 @pytest.mark.parametrize("name", ["astronaut", "coffee"])
@@ -102,5 +104,7 @@ def test_brisque_input_forms_agree():
 def test_brisque_errors():
     with pytest.raises(ValueError, match="at least 8x8"):
         brisque(np.zeros((6, 30), np.uint8))
+    with pytest.raises(ValueError, match="flat image"):
+        brisque(np.full((40, 40), 0.5))
     with pytest.raises(TypeError):
         brisque("image.png")

@@ -38,7 +38,10 @@ def brisque_features(gray: np.ndarray) -> np.ndarray:
             mean = (sr - sl) * gamma_ratio(a, 2, 1) * np.sqrt(gamma_ratio(a, 1, 3))
             feat += [a, mean, sl ** 2, sr ** 2]
         img = imresize(img, 0.5)
-    return np.asarray(feat)
+    feat = np.asarray(feat)
+    if np.isnan(feat).any():
+        raise ValueError("brisque: features undefined (flat image?)")
+    return feat
 
 
 def brisque_score(features: np.ndarray) -> float:

@@ -94,7 +94,8 @@ class FIDMetric:
     """`metric(real_images, fake_images)` -> FID; or `features` / `statistics` / `distance` piecewise.
 
     dims=2048 (pool3) is FID; smaller dims (64, 192, 768) are pytorch-fid's cheaper variants, not
-    comparable with published FIDs. Image sets are a batch (tensor (N, C, H, W), array NHWC) or a list of images (sizes may differ).
+    comparable with published FIDs. Image sets are a batch (tensor (N, C, H, W), array NHWC) or a
+    list of images (sizes may differ).
     """
 
     def __init__(self, weights_path=None, pretrained: bool = True, device="cpu", batch_size: int = 16,

@@ -58,8 +58,11 @@ def niqe_features(gray: np.ndarray) -> np.ndarray:
 def _niqe_gray(gray: np.ndarray) -> float:
     p = load_params("niqe_pristine_params")
     feat = niqe_features(gray)
-    mu_d = np.nanmean(feat, axis=0)
     complete = feat[~np.isnan(feat).any(axis=1)]
+    if len(complete) < 2:  # flat blocks have no MSCN statistics
+        raise ValueError(f"niqe: features undefined in {len(feat) - len(complete)} of {len(feat)} blocks "
+                         "(flat image?); need at least two complete blocks")
+    mu_d = np.nanmean(feat, axis=0)
     cov_d = np.cov(complete, rowvar=False)
     d = p["mu_pris_param"][0] - mu_d
     return float(np.sqrt(d @ np.linalg.pinv((p["cov_pris_param"] + cov_d) / 2) @ d))

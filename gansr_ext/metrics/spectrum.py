@@ -30,7 +30,7 @@ import numpy as np
 
 from ._image import MATLAB_GRAY, to_batch255
 
-__all__ = ["power_spectrum_1d", "mean_power_spectrum", "spectral_discrepancy", "EPS"]
+__all__ = ["power_spectrum_1d", "mean_power_spectrum", "spectral_discrepancy", "discrepancy_of_spectra", "EPS"]
 
 EPS = 1e-10
 _KINDS = ("abs", "squared")
@@ -102,11 +102,25 @@ def spectral_discrepancy(real_images, fake_images, kind: str = "abs", n_bins: in
     real_images, fake_images: a batch or a list of images (sizes may differ); n_bins defaults to
     the shortest native spectrum among all images.
     """
-    if kind not in _KINDS:
-        raise ValueError(f"spectral_discrepancy: kind must be one of {_KINDS}, got {kind!r}")
+    _check_kind(kind)
     real = _as_list(real_images, "spectral_discrepancy", "real_images")
     fake = _as_list(fake_images, "spectral_discrepancy", "fake_images")
     if n_bins is None:
         n_bins = min(_native_len(im) for im in real + fake)
-    d = np.log10(mean_power_spectrum(real, n_bins) + EPS) - np.log10(mean_power_spectrum(fake, n_bins) + EPS)
+    return discrepancy_of_spectra(mean_power_spectrum(real, n_bins), mean_power_spectrum(fake, n_bins), kind)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in _KINDS:
+        raise ValueError(f"spectral_discrepancy: kind must be one of {_KINDS}, got {kind!r}")
+
+
+def discrepancy_of_spectra(real_mean: np.ndarray, fake_mean: np.ndarray, kind: str = "abs") -> float:
+    """D_abs / D_sq from already averaged spectra of equal length (streaming evaluation)."""
+    _check_kind(kind)
+    real_mean, fake_mean = np.asarray(real_mean), np.asarray(fake_mean)
+    if real_mean.shape != fake_mean.shape or real_mean.ndim != 1:
+        raise ValueError(f"spectral_discrepancy: spectra must be 1-D of equal length, got {real_mean.shape} "
+                         f"and {fake_mean.shape}")
+    d = np.log10(real_mean + EPS) - np.log10(fake_mean + EPS)
     return float(np.mean(np.abs(d)) if kind == "abs" else np.mean(d ** 2))

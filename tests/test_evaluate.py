@@ -1,0 +1,158 @@
+"""End-to-end evaluation on tiny images with a tiny random RRDBNet (CPU)."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from gansr_ext.data import imresize, make_lr
+from gansr_ext.evaluate import evaluate, find_pairs, parse_crop
+from gansr_ext.metrics import psnr, ssim
+from gansr_ext.models import RRDBNet, save_generator
+
+
+def _tiny_model(seed=0, scale=4):
+    """Full-strength Kaiming weights so the output has structure (the x0.1 ESRGAN init is flat)."""
+    torch.manual_seed(seed)
+    model = RRDBNet(nf=8, nb=1, gc=4, scale=scale)
+    for p in model.parameters():
+        if p.dim() == 4:
+            torch.nn.init.kaiming_normal_(p)
+    return model
+
+
+def _hr_images():
+    # two images with 2 NIQE blocks after the x4 border shave, one too small for NIQE
+    return {"astro": skdata.astronaut()[100:304, 150:254], "cat": skdata.chelsea()[60:264, 120:224],
+            "cup": skdata.coffee()[100:148, 300:352]}
+
+
+@pytest.fixture(scope="module")
+def hr_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("set_hr")
+    for name, img in _hr_images().items():
+        Image.fromarray(img).save(d / f"{name}.png")
+    return d
+
+
+def _sr_of(model, lr):
+    with torch.no_grad():
+        x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
+        y = model.eval()(x)[0].clamp(0, 1)
+    return (y.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def full_run(hr_dir, tmp_path_factory):
+    model = _tiny_model()
+    model.train()
+    out = tmp_path_factory.mktemp("eval_out")
+    result = evaluate({"tiny": model}, {"mini": hr_dir}, out, device="cpu", pretrained=False, fid_dims=64,
+                      progress=False, crops=["cat:10,20,40"])
+    return model, out, result
+
+
+def test_all_metrics_reported_and_files_written(full_run):
+    model, out, result = full_run
+    res = result["datasets"]["mini"]
+    assert list(res["rows"]) == ["Bicubic", "tiny"] and res["n_images"] == 3
+    for row in res["rows"].values():
+        assert set(row) == {"niqe", "fid", "lpips", "psnr", "ssim", "brisque", "spectral"}
+        assert all(isinstance(v, float) and np.isfinite(v) for v in row.values()), row
+    assert res["rows"]["Bicubic"]["psnr"] > res["rows"]["tiny"]["psnr"]  # a random net is worse than bicubic
+    assert any("niqe: skipped" in n and "cup" in n for n in res["notes"])  # 48x52 is too small for NIQE
+    for f in ("metrics.md", "metrics.csv", "metrics.json", "spectrum.png", "crops_cat.png"):
+        assert (out / "mini" / f).stat().st_size > 0, f
+    assert (out / "results.md").read_text() == result["markdown"]
+    assert "| tiny |" in result["markdown"] and "RANDOM network weights" in result["markdown"]
+    with open(out / "mini" / "metrics.csv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert float(rows["tiny"]["ssim"]) == pytest.approx(res["rows"]["tiny"]["ssim"], rel=1e-12)
+    saved = json.loads((out / "mini" / "metrics.json").read_text())
+    assert saved["rows"] == res["rows"]
+    # the caller's model is left as it was (evaluation works on a copy)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+
+
+def test_rows_match_direct_metric_computation(full_run):
+    model, _, result = full_run
+    res = result["datasets"]["mini"]
+    hrs = _hr_images()
+    bic = {n: imresize(make_lr(hr, 4), 4) for n, hr in hrs.items()}
+    sr = {n: _sr_of(model, make_lr(hr, 4)) for n, hr in hrs.items()}
+    assert res["rows"]["Bicubic"]["psnr"] == pytest.approx(np.mean([psnr(bic[n], hrs[n]) for n in hrs]), rel=1e-9)
+    assert res["rows"]["tiny"]["psnr"] == pytest.approx(np.mean([psnr(sr[n], hrs[n]) for n in hrs]), rel=1e-6)
+    assert res["rows"]["tiny"]["ssim"] == pytest.approx(np.mean([ssim(sr[n], hrs[n]) for n in hrs]), rel=1e-6)
+    assert res["per_image"]["tiny"]["cat"]["psnr"] == pytest.approx(psnr(sr["cat"], hrs["cat"]), rel=1e-6)
+
+
+def test_missing_weights_reported_unavailable_rest_runs(hr_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
+    result = evaluate({}, {"mini": hr_dir}, tmp_path / "out", device="cpu", metrics=("fid", "lpips", "psnr"),
+                      progress=False)
+    res = result["datasets"]["mini"]
+    assert list(res["rows"]) == ["Bicubic"]
+    assert res["rows"]["Bicubic"]["fid"] is None and res["rows"]["Bicubic"]["lpips"] is None
+    assert res["rows"]["Bicubic"]["psnr"] > 20
+    assert "pt_inception-2015-12-05-6726825d.pth" in res["unavailable"]["fid"]
+    assert "alexnet-owt-7be5be79.pth" in res["unavailable"]["lpips"]
+    assert "FID unavailable" in result["markdown"] and "n/a" in result["markdown"]
+
+
+def test_hr_lr_layout_uses_given_lr_and_checkpoint_path(tmp_path):
+    root = tmp_path / "paired"
+    (root / "HR").mkdir(parents=True)
+    (root / "LRbicx4").mkdir()
+    hr = _hr_images()["cat"]
+    lr = np.ascontiguousarray(make_lr(hr, 4)[::-1])  # flipped: only the given LR gives this result
+    Image.fromarray(hr).save(root / "HR" / "cat.png")
+    Image.fromarray(lr).save(root / "LRbicx4" / "catx4.png")
+    assert [(n, p.name, q.name) for n, p, q in find_pairs(root, 4)] == [("cat", "cat.png", "catx4.png")]
+    model = _tiny_model(seed=1)
+    ckpt = save_generator(model, tmp_path / "tiny.pth")
+    res = evaluate({"ck": str(ckpt)}, {"paired": root}, tmp_path / "out", device="cpu",
+                   metrics=("psnr", "ssim"), progress=False)["datasets"]["paired"]
+    assert res["rows"]["Bicubic"]["psnr"] == pytest.approx(psnr(imresize(lr, 4), hr), rel=1e-9)
+    assert res["rows"]["ck"]["psnr"] == pytest.approx(psnr(_sr_of(model, lr), hr), rel=1e-6)
+
+
+def test_bad_inputs(tmp_path, hr_dir):
+    root = tmp_path / "bad"
+    (root / "HR").mkdir(parents=True)
+    (root / "LR").mkdir()
+    Image.fromarray(_hr_images()["cup"]).save(root / "HR" / "cup.png")
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(root / "LR" / "cup.png")
+    with pytest.raises(ValueError, match="not a x4 pair"):
+        evaluate({}, {"bad": root}, tmp_path / "o", metrics=("psnr",), progress=False)
+    (root / "LR" / "cup.png").rename(root / "LR" / "other.png")
+    with pytest.raises(ValueError, match="no LR image"):
+        evaluate({}, {"bad": root}, tmp_path / "o", metrics=("psnr",), progress=False)
+    with pytest.raises(ValueError, match="upscales x2"):
+        evaluate({"m": _tiny_model(scale=2)}, {"s": hr_dir}, tmp_path / "o", metrics=("psnr",), progress=False)
+    with pytest.raises(ValueError, match="metrics must be"):
+        evaluate({}, {"s": hr_dir}, tmp_path / "o", metrics=("psnr", "vif"))
+    with pytest.raises(NotADirectoryError):
+        evaluate({}, {"s": tmp_path / "nope"}, tmp_path / "o", metrics=("psnr",), progress=False)
+    with pytest.raises(ValueError, match="NAME:X,Y,SIZE"):
+        parse_crop("cat:1,2")
+    assert parse_crop("a:b:1,2,30").image == "a:b"
+
+
+def test_cli(hr_dir, tmp_path, capsys):
+    from gansr_ext.cli import main
+
+    ckpt = save_generator(_tiny_model(), tmp_path / "tiny.safetensors")
+    out = tmp_path / "cli_out"
+    rc = main(["eval", "--model", f"net={ckpt}", "--data", str(hr_dir), "--out", str(out), "--metrics", "psnr",
+               "ssim", "spectral", "--device", "cpu", "--no-progress", "--crops", "astro:0,0,32", "--save-images"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| net |" in text and "| Bicubic |" in text
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["datasets"][hr_dir.name]["rows"]) == {"Bicubic", "net"}
+    assert (out / hr_dir.name / "crops_astro.png").exists()
+    assert (out / hr_dir.name / "images" / "net" / "cat.png").exists()
