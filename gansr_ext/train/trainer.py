@@ -77,7 +77,7 @@ class Trainer:
     """Trains from a config (see `config.DEFAULTS`). Components may be passed in (tests, the demo);
     anything not passed is built from the config.
 
-    `metrics`: name -> fn(sr, hr) -> float on (1, C, H, W) images in [0, 1], used for validation.
+    `metrics`: name -> fn(sr, hr) -> float on (C, H, W) images in [0, 1], used for validation.
     """
 
     def __init__(self, cfg: dict, run_dir: str | Path | None = None, *, train_set=None, val_set=None,

@@ -16,23 +16,23 @@ from PIL import Image
 
 
 def build_metrics(names, crop_border: int, device: torch.device) -> tuple[dict[str, Callable], list[str]]:
-    """name -> fn(sr, hr) -> float for (1, C, H, W) tensors in [0, 1]; plus notes on what was left out."""
+    """name -> fn(sr, hr) -> float for (C, H, W) tensors in [0, 1]; plus notes on what was left out."""
     from ..weights import MissingWeightsError
 
     out: dict[str, Callable] = {}
     notes: list[str] = []
     for name in names:
         if name in ("psnr", "ssim"):
-            from ..metrics import psnr_ssim
+            from .. import metrics
 
-            fn = getattr(psnr_ssim, name)
+            fn = getattr(metrics, name)
             out[name] = lambda sr, hr, fn=fn: float(fn(sr, hr, crop_border=crop_border, y_channel=True))
         elif name == "niqe":
-            from ..metrics.niqe import niqe
+            from ..metrics import niqe
 
             out[name] = lambda sr, hr: float(niqe(sr, crop_border=crop_border))
         elif name == "lpips":
-            from ..metrics.lpips import LPIPSMetric
+            from ..metrics import LPIPSMetric
 
             try:
                 net = LPIPSMetric(device=device)
@@ -73,8 +73,8 @@ def run_validation(model, dataset, metrics: dict, device, autocast, max_images: 
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
     for i in range(n):
         item = dataset[i]
-        sr = super_resolve(model, item["lr"], device, autocast, memory_format)
-        hr = item["hr"][None].float() if item["hr"].dim() == 3 else item["hr"].float()
+        sr = super_resolve(model, item["lr"], device, autocast, memory_format)[0]
+        hr = item["hr"].float()
         for k, fn in metrics.items():
             sums[k] += fn(sr, hr)
         if i < save_images:
