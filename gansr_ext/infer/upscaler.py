@@ -106,7 +106,7 @@ class Upscaler:
             raise ValueError(f"Upscaler: alpha must be one of {ALPHA_MODES}, got {alpha!r}")
         self.batch_tiles, self.alpha, self.progress = batch_tiles, alpha, progress
         self.channels_last = channels_last
-        self.model = _load_model(model_or_path).eval().requires_grad_(False)
+        self.model = _load_model(model_or_path).eval()  # no requires_grad_ change: inference_mode suffices
         self.model.to(device=self.device, dtype=self.dtype)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
