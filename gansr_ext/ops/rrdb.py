@@ -89,9 +89,12 @@ def rrdb_reference(x: torch.Tensor, params) -> torch.Tensor:
 
 def rrdb_params(block: nn.Module) -> list[torch.Tensor]:
     """The 30 parameters of an RRDB module (rdb{1,2,3}.conv{1..5}.{weight,bias}) in the op's order."""
-    try:
-        return [getattr(getattr(getattr(block, f"rdb{b}"), f"conv{k}"), name)
-                for b in range(1, N_BLOCKS + 1) for k in range(1, N_CONVS + 1) for name in ("weight", "bias")]
+    try:  # plain attribute access: this runs once per RRDB per step
+        out = []
+        for rdb in (block.rdb1, block.rdb2, block.rdb3):
+            for conv in (rdb.conv1, rdb.conv2, rdb.conv3, rdb.conv4, rdb.conv5):
+                out += (conv.weight, conv.bias)
+        return out
     except AttributeError as e:
         raise TypeError(f"rrdb_params: expected an RRDB module with rdb1..rdb3.conv1..conv5, got "
                         f"{type(block).__name__} ({e})") from None
