@@ -17,20 +17,24 @@ and the two training runs (`runs/`, with logs, TensorBoard events and checkpoint
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+EVAL_METRICS = ("niqe", "lpips", "psnr", "ssim", "brisque", "spectral")  # FID: too few images to mean much
+
 # budgets: (stage-1 iters, stage-2 iters, batch, HR crop, G nf, nb, gc, D nf). On 2 CPU cores a stage-2
 # iteration costs ~10 stage-1 ones (D on real and fake twice, the penalty's double backward, LPIPS).
 _BUDGETS = {
     "quick": (12, 8, 2, 32, 16, 1, 8, 8),
-    "cpu": (800, 300, 4, 64, 32, 2, 16, 16),
+    "cpu": (1000, 350, 4, 64, 32, 2, 16, 16),
     "cuda": (4000, 4000, 16, 128, 64, 6, 32, 64),
 }
 
@@ -99,61 +103,36 @@ def _train_stages(args, device: str, budget: tuple, out: Path, pretrained: bool,
 
 # ---------------------------------------------------------------- evaluation
 
-def _evaluate(gens: dict, device: torch.device, crop: int | None, lpips_ok: bool) -> tuple[dict, dict]:
-    """Metrics per method (bicubic + models) over the held-back images, and the images themselves."""
-    from ..data import HROnlyDataset, imresize, sample_images
-    from ..metrics import niqe, psnr, spectral_discrepancy, ssim
+def _write_eval_folder(folder: Path, crop: int | None) -> Path:
+    """The held-back sample images as PNGs (centre crops of `crop` pixels for --quick)."""
+    from ..data import sample_images, write_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, img in sample_images("val"):
+        if crop is not None:
+            h, w = img.shape[:2]
+            t, left = (h - crop) // 2, (w - crop) // 2
+            img = img[t:t + crop, left:left + crop]
+        write_image(folder / f"{name}.png", np.ascontiguousarray(img))
+    return folder
+
+
+def _sr_images(gens: dict, folder: Path, device: torch.device) -> dict:
+    """LR, bicubic, each model's SR and HR of every image in `folder` (for the comparison figure)."""
+    from ..data import HROnlyDataset, imresize
     from .validation import super_resolve
 
-    val = HROnlyDataset(sample_images("val"), scale=4, crop=None, augment=False, seed=0)
+    val = HROnlyDataset(folder, scale=4, crop=None, augment=False, seed=0)
     images = {"LR": [], "HR": [], "bicubic": [], **{k: [] for k in gens}}
     for i in range(len(val)):
         item = val[i]
-        hr, lr = item["hr"], item["lr"]
-        if crop is not None:  # --quick: a centre crop keeps NIQE and inference short
-            h, w = lr.shape[-2:]
-            c = crop // 4
-            t, left = (h - c) // 2, (w - c) // 2
-            lr = lr[:, t:t + c, left:left + c]
-            hr = hr[:, 4 * t:4 * (t + c), 4 * left:4 * (left + c)]
-        images["LR"].append(lr)
-        images["HR"].append(hr)
-        bic = imresize(lr.permute(1, 2, 0).numpy(), 4.0)
+        images["LR"].append(item["lr"])
+        images["HR"].append(item["hr"])
+        bic = imresize(item["lr"].permute(1, 2, 0).numpy(), 4.0)
         images["bicubic"].append(torch.from_numpy(np.ascontiguousarray(bic)).permute(2, 0, 1).float().clamp(0, 1))
         for name, g in gens.items():
-            images[name].append(super_resolve(g, lr, device, _nullcontext)[0])
-    lp = None
-    if lpips_ok:
-        from ..metrics import LPIPSMetric
-
-        lp = LPIPSMetric(device=device)
-    table = {}
-    for name in ["bicubic", *gens]:
-        srs = images[name]
-        row = {"PSNR (Y) ↑": np.mean([psnr(s, h, crop_border=4) for s, h in zip(srs, images["HR"])]),
-               "SSIM (Y) ↑": np.mean([ssim(s, h, crop_border=4) for s, h in zip(srs, images["HR"])]),
-               "NIQE ↓": np.mean([niqe(s, crop_border=4) for s in srs]),
-               "spectral discrepancy ↓": spectral_discrepancy(images["HR"], srs)}
-        if lp is not None:
-            row["LPIPS ↓"] = np.mean([lp(s, h) for s, h in zip(srs, images["HR"])])
-        table[name] = {k: float(v) for k, v in row.items()}
-    return table, images
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _markdown_table(table: dict) -> str:
-    cols = list(next(iter(table.values())))
-    lines = ["| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for name, row in table.items():
-        lines.append(f"| {name} | " + " | ".join(f"{row[c]:.4f}" for c in cols) + " |")
-    return "\n".join(lines) + "\n"
+            images[name].append(super_resolve(g, item["lr"], device, contextlib.nullcontext)[0])
+    return images
 
 
 # ---------------------------------------------------------------- figures
@@ -220,29 +199,6 @@ def _plot_comparison(images: dict, names: list[str], path: Path, patch: int = 96
     plt.close(fig)
 
 
-def _plot_spectrum(images: dict, names: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..metrics import mean_power_spectrum
-
-    n_bins = min(min(im.shape[-2:]) for im in images["HR"]) // 2 + 1
-    f = np.linspace(0, 0.5, n_bins)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name in ["HR", *names]:
-        ax.semilogy(f, mean_power_spectrum(images[name], n_bins), label=name, lw=1.2)
-    ax.set_xlabel("spatial frequency (cycles / pixel)")
-    ax.set_ylabel("power (azimuthal mean)")
-    ax.set_title("1-D power spectrum, held-back images")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------- entry point
 
 def run(args) -> int:
@@ -274,16 +230,19 @@ def run(args) -> int:
     save_generator(g_psnr, out / "generator_psnr.pth")
     save_generator(g_gan, out / "generator_gan.pth")
     fused = result["stage2"]["fused"]
-    names = {"ESRGAN-style L1 (stage 1)": g_psnr, "method: LPIPS + RaGP + FFT (stage 2)": g_gan}
+    names = {"L1 (stage 1)": g_psnr, "LPIPS+RaGP+FFT (stage 2)": g_gan}
     dev = torch.device(device)
     log("evaluating on the held-back images (chelsea, coffee, rocket) ...")
-    table, images = _evaluate({k: g.to(dev).eval() for k, g in names.items()}, dev, 208 if args.quick else None,
-                              pretrained)
+    from ..evaluate import evaluate
+
+    folder = _write_eval_folder(out / "eval_images", 208 if args.quick else None)
+    ev = evaluate(names, {"samples": folder}, out / "eval", device=dev, metrics=EVAL_METRICS, progress=False)
+    table_md = ev["markdown"]
+    (out / "metrics.md").write_text(table_md)
+    shutil.copyfile(out / "eval" / "samples" / "spectrum.png", out / "spectrum.png")
+    images = _sr_images({k: g.to(dev).eval() for k, g in names.items()}, folder, dev)
     _plot_losses(out / "runs" / "stage1_psnr", out / "runs" / "stage2_gan", out / "loss_curves.png")
     _plot_comparison(images, ["bicubic", *names], out / "sr_comparison.png")
-    _plot_spectrum(images, ["bicubic", *names], out / "spectrum.png")
-    table_md = _markdown_table(table)
-    (out / "metrics.md").write_text(table_md)
     notes += result["stage1"]["notes"] + [n for n in result["stage2"]["notes"] if n not in result["stage1"]["notes"]]
     it1, it2 = result["iters"]
     _, _, batch, crop, nf, nb, gc, _ = budget
@@ -295,8 +254,9 @@ def run(args) -> int:
         f"- stage 1 (recipe `esrgan_psnr`): L1, {it1} iterations, batch {batch}, HR crop {crop}",
         f"- stage 2 (recipe `final`): 1e-2 L1 + 1.0 LPIPS + 5e-3 RaGP (lam 10) + 0.3 FFT loss, U-Net SN "
         f"discriminator, {it2} iterations",
-        "- evaluation: held-back images chelsea, coffee, rocket"
-        + (" (208-pixel centre crops, --quick)" if args.quick else "") + "; PSNR/SSIM on Y with a 4-pixel border",
+        "- evaluation (`gansr_ext.evaluate`): held-back images chelsea, coffee, rocket"
+        + (" (208-pixel centre crops, --quick)" if args.quick else "")
+        + "; PSNR/SSIM/NIQE on Y with a 4-pixel border; full tables and figures in `eval/`",
         "", "## Metrics", "", table_md, "## Figures", "",
         "![loss curves](loss_curves.png)", "", "![SR comparison](sr_comparison.png)", "",
         "![1-D power spectrum](spectrum.png)", "", "## Notes", "",
@@ -307,7 +267,7 @@ def run(args) -> int:
     ]
     (out / "report.md").write_text("\n".join(report))
     with open(out / "metrics.json", "w") as f:
-        json.dump({"metrics": table, "notes": notes, "seconds": seconds, "iters": [it1, it2], "device": device,
+        json.dump({"metrics": ev["datasets"]["samples"]["rows"], "notes": notes, "seconds": seconds, "iters": [it1, it2], "device": device,
                    "fused": fused}, f, indent=2)
     print()
     print(table_md)
