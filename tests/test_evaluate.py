@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
+from conftest import requires_cuda
 from gansr_ext.data import imresize, make_lr
 from gansr_ext.evaluate import evaluate, find_pairs, parse_crop
 from gansr_ext.metrics import psnr, ssim
@@ -156,3 +157,15 @@ def test_cli(hr_dir, tmp_path, capsys):
     assert set(res["datasets"][hr_dir.name]["rows"]) == {"Bicubic", "net"}
     assert (out / hr_dir.name / "crops_astro.png").exists()
     assert (out / hr_dir.name / "images" / "net" / "cat.png").exists()
+
+
+@requires_cuda
+def test_cuda_matches_cpu(hr_dir, tmp_path):
+    model = _tiny_model()
+    kw = dict(metrics=("psnr", "ssim", "spectral"), progress=False)
+    cpu = evaluate({"m": model}, {"s": hr_dir}, tmp_path / "cpu", device="cpu", **kw)["datasets"]["s"]["rows"]
+    gpu = evaluate({"m": model}, {"s": hr_dir}, tmp_path / "gpu", device="cuda", **kw)["datasets"]["s"]["rows"]
+    assert gpu["Bicubic"] == cpu["Bicubic"]  # no model involved
+    # the model runs on the GPU (TF32 convolutions): a few 8-bit levels may round the other way
+    assert gpu["m"]["psnr"] == pytest.approx(cpu["m"]["psnr"], abs=0.05)
+    assert gpu["m"]["ssim"] == pytest.approx(cpu["m"]["ssim"], abs=1e-3)

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torchvision
 
+from conftest import requires_cuda
 from gansr_ext.metrics import FIDMetric, LPIPSMetric, frechet_distance
 from gansr_ext.metrics.fid import FIDInceptionPool3, _fid_inception
 from gansr_ext.weights import MissingWeightsError
@@ -124,3 +125,18 @@ def test_fid_weights_from_path_and_missing(tmp_path, empty_hub, random_inception
         FIDMetric()
     with pytest.raises(ValueError, match="pretrained=False"):
         FIDMetric(weights_path=path, pretrained=False)
+
+
+@requires_cuda
+def test_lpips_and_fid_on_cuda_match_cpu():
+    torch.manual_seed(4)
+    x, y = torch.rand(2, 3, 48, 48), torch.rand(2, 3, 48, 48)
+    cpu = LPIPSMetric(pretrained=False)
+    gpu = LPIPSMetric(pretrained=False, device="cuda")
+    gpu.model.load_state_dict(cpu.model.state_dict())
+    np.testing.assert_allclose(gpu(x, y), cpu(x, y), rtol=1e-2)  # cuDNN may use TF32
+    fcpu = FIDMetric(pretrained=False, resize_to=75, dims=192)
+    fgpu = FIDMetric(pretrained=False, resize_to=75, dims=192, device="cuda")
+    fgpu.model.load_state_dict(fcpu.model.state_dict())
+    a, b = fcpu.features(x), fgpu.features(x)
+    assert np.linalg.norm(a - b) < 1e-2 * np.linalg.norm(a)
