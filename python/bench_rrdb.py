@@ -3,7 +3,8 @@
 Rows (bf16, B16 at LR 32 and LR 64 unless stated), each timed as the median of CUDA-event
 measurements after warm-up, all variants re-measured in this run:
   dense block fwd+bwd   eager autocast channels_last; fused = one fused RRDB / 3 (the op works per RRDB)
-  RRDB fwd+bwd          fused | eager autocast channels_last | CUDA-graphed eager | torch.compile
+  RRDB fwd+bwd          fused | fused with CUTLASS forward convs (GANSR_RRDB_CUTLASS=1) | eager autocast
+                        channels_last | CUDA-graphed eager / fused | torch.compile
   G (RRDBNet nb=23) fwd+bwd, same variants (+ CUDA-graphed fused), and the peak memory of the step
   inference 1x3x512x512 -> x4, fp16 weights, channels_last: fused vs eager
 Prints a table with ratios (eager / fused) and writes JSON to --out.
@@ -14,6 +15,7 @@ Prints a table with ratios (eager / fused) and writes JSON to --out.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -55,6 +57,20 @@ def graphed(step, warmup: int = 3):
     return graph.replay
 
 
+@contextlib.contextmanager
+def cutlass_convs():
+    """Opt the fused op's forward convs 1..4 into the CUTLASS kernels (GANSR_RRDB_CUTLASS=1)."""
+    prev = os.environ.get("GANSR_RRDB_CUTLASS")
+    os.environ["GANSR_RRDB_CUTLASS"] = "1"
+    try:
+        yield
+    finally:
+        if prev is None:
+            del os.environ["GANSR_RRDB_CUTLASS"]
+        else:
+            os.environ["GANSR_RRDB_CUTLASS"] = prev
+
+
 def train_step(model, x, grad, dtype):
     def step():
         with torch.autocast("cuda", dtype=dtype, cache_enabled=False):
@@ -75,6 +91,8 @@ def rrdb_variants(nf, gc, B, lr, dtype, args):
     fused = lambda: rrdb(x, rrdb_params(block), fused=True).backward(g)  # noqa: E731
     eager = train_step(block, x, g, dtype)
     res = {"fused": timed(fused, args.warmup, args.reps), "eager": timed(eager, args.warmup, args.reps)}
+    with cutlass_convs():
+        res["fused_cutlass"] = timed(fused, args.warmup, args.reps)
     res["eager_graph"] = timed(graphed(eager), args.warmup, args.reps)
     res["fused_graph"] = timed(graphed(fused), args.warmup, args.reps)
     if not args.no_compile:
@@ -105,6 +123,9 @@ def generator_variants(B, lr, dtype, args):
         mem[name] = (torch.cuda.max_memory_allocated() - base) / 2**30
         res[name] = timed(step, args.warmup, args.reps)
         res[name + "_graph"] = timed(graphed(step), args.warmup, args.reps)
+        if flag:
+            with cutlass_convs():
+                res["fused_cutlass"] = timed(step, args.warmup, args.reps)
     G.set_fused(False)
     if not args.no_compile:
         for blk in G.body:  # regional compile: one graph per RRDB, reused 23 times
@@ -124,6 +145,8 @@ def inference(args):
         for name, flag in (("eager", False), ("fused", True)):
             G.set_fused(flag)
             res[name] = timed(lambda: G(x), max(2, args.warmup // 2), max(3, args.reps // 4))
+        with cutlass_convs():  # fp16: CUTLASS forward convs
+            res["fused_cutlass"] = timed(lambda: G(x), max(2, args.warmup // 2), max(3, args.reps // 4))
     return size, res
 
 
@@ -169,7 +192,7 @@ def main(argv=None) -> int:
     rows.append({"work": f"inference 1x3x{size}x{size} -> x4 fp16", **inf})
     results["seconds"] = round(time.time() - t0, 1)
 
-    cols = ["fused", "eager", "eager_graph", "fused_graph", "compile"]
+    cols = ["fused", "fused_cutlass", "eager", "eager_graph", "fused_graph", "compile"]
     print(f"{results['device']}, torch {results['torch']}, bf16 B16 (ms unless stated); ratio = eager / fused")
     print(f"{'work':<36}" + "".join(f"{c:>13}" for c in cols) + f"{'ratio':>8}")
     for r in rows:

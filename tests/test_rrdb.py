@@ -201,17 +201,21 @@ def _run_ops(fwd, bwd, x, params, g):
     return [*out, gx, *gp]
 
 
+@pytest.mark.parametrize("fused_conv", [False, True], ids=["cudnn-glue", "cutlass-glue"])
 @pytest.mark.parametrize("nf,gc,shape", [(16, 8, (2, 5, 3)), (3, 1, (2, 1, 4))])
-def test_cuda_glue_emulated_on_cpu_matches_cpu_twin(nf, gc, shape, poison):
+def test_cuda_glue_emulated_on_cpu_matches_cpu_twin(nf, gc, shape, fused_conv, poison):
     """`rrdb_sliced_*` run the CUDA path's algorithm (rrdb_sliced.cpp: convs on prefix views, gathers
-    instead of in-place adds) with C++ loop twins of its kernels: it must equal the CPU twin."""
+    instead of in-place adds) with C++ loop twins of its kernels: it must equal the CPU twin.
+    fused_conv: convs 1..4 through the argument block of the CUTLASS conv (raw pointers, pixel strides,
+    KRSC weights), emulated with ATen."""
     torch.manual_seed(9)
     n, h, w = shape
     params = [p.detach() for p in make_params(nf, gc, scale=0.1)]
     x = torch.randn(n, nf, h, w, dtype=torch.float64)
     g = torch.randn(n, nf, h, w, dtype=torch.float64)
     twin = _run_ops(torch.ops.gansr.rrdb_fwd, torch.ops.gansr.rrdb_bwd, x, params, g)
-    glue = _run_ops(torch.ops.gansr.rrdb_sliced_fwd, torch.ops.gansr.rrdb_sliced_bwd, x, params, g)
+    glue = _run_ops(lambda a, p: torch.ops.gansr.rrdb_sliced_fwd(a, p, fused_conv), torch.ops.gansr.rrdb_sliced_bwd,
+                    x, params, g)
     for i, (a, b) in enumerate(zip(glue, twin)):
         assert a.stride() == b.stride(), i
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12, msg=lambda m, i=i: f"output {i}: {m}")
@@ -295,3 +299,19 @@ def test_cuda_graph_capture_replays_eager_result():
         # bias gradients use float atomics: equal up to summation order
         torch.testing.assert_close(a.float(), b.float(), atol=1e-2, rtol=1e-2)
     torch.testing.assert_close(static[0], eager[0], atol=0, rtol=0)
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cuda_cutlass_convs_match_the_cudnn_path(dtype, monkeypatch):
+    # CPU sibling: test_cuda_glue_emulated_on_cpu_matches_cpu_twin[cutlass-glue]
+    torch.manual_seed(12)
+    params = [p.detach().to(dtype) for p in make_params(64, 32, torch.float32, device="cuda", scale=0.05)]
+    x = torch.randn(2, 64, 9, 7, device="cuda").to(dtype)
+    monkeypatch.delenv("GANSR_RRDB_CUTLASS", raising=False)
+    cudnn = torch.ops.gansr.rrdb_fwd(x, params)
+    monkeypatch.setenv("GANSR_RRDB_CUTLASS", "1")
+    cutlass = torch.ops.gansr.rrdb_fwd(x, params)
+    for i, (a, b) in enumerate(zip(cutlass, cudnn)):
+        scale = b.float().abs().max().item()
+        torch.testing.assert_close(a.float(), b.float(), atol=0.02 * scale, rtol=0, msg=lambda m, i=i: f"output {i}: {m}")

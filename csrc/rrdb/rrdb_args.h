@@ -57,5 +57,19 @@ struct GatherArgs {
   int C;
 };
 
+// 3x3 / stride 1 / padding 1 convolution with bias + LeakyReLU fused into its epilogue, reading an
+// NHWC channel prefix and writing an NHWC channel slice (the CUTLASS path of convs 1..4):
+//   out[m, k] = lrelu(sum_{r,s,c} x[pixel(m) + (r-1, s-1), c] w[k, r, s, c] + bias[k], slope)
+struct ConvBiasActArgs {
+  const void* x;      // (N, H, W, cin) with pixel stride x_stride
+  int64_t x_stride;
+  const void* w;      // (cout, 3, 3, cin) packed: the OIHW weight in channels_last
+  const void* bias;   // (cout,)
+  void* out;          // (N, H, W, cout) with pixel stride out_stride
+  int64_t out_stride;
+  int N, H, W, cin, cout;
+  double slope;
+};
+
 }  // namespace rrdb
 }  // namespace gansr

@@ -5,6 +5,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+
 #include "rrdb_kernels.h"
 #include "rrdb_sliced.h"
 
@@ -22,6 +24,17 @@ struct CudaBackend final : Backend {
   }
   void gather(DType t, const GatherArgs& a) const override {
     check_launch(launch_gather(t, a, c10::cuda::getCurrentCUDAStream().stream()), "gradient gather");
+  }
+  // CUTLASS forward convs are opt-in (GANSR_RRDB_CUTLASS=1) until validated on a GPU
+  bool has_fused_conv(DType t) const override {
+    const char* v = std::getenv("GANSR_RRDB_CUTLASS");
+    return (t == DType::kBFloat16 || t == DType::kHalf) && v != nullptr && v[0] == '1';
+  }
+  bool conv_bias_lrelu(DType t, const ConvBiasActArgs& a) const override {
+    const cudaError_t e = launch_conv3x3_bias_lrelu(t, a, c10::cuda::getCurrentCUDAStream().stream());
+    if (e == cudaErrorNotSupported) return false;  // nothing launched: cuDNN path
+    check_launch(e, "CUTLASS conv + bias + LeakyReLU");
+    return true;
   }
 };
 

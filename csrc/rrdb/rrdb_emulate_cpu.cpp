@@ -74,13 +74,42 @@ void dispatch(DType t, const Args& a) {
 template <typename T> struct Epi { static void run(const EpilogueArgs& a) { epilogue_loop<T>(a); } };
 template <typename T> struct Gat { static void run(const GatherArgs& a) { gather_loop<T>(a); } };
 
+at::ScalarType scalar_type(DType t) {
+  switch (t) {
+    case DType::kFloat: return at::kFloat;
+    case DType::kDouble: return at::kDouble;
+    case DType::kHalf: return at::kHalf;
+    case DType::kBFloat16: return at::kBFloat16;
+  }
+  return at::kFloat;
+}
+
+// strided NHWC view (N, C, H, W) of raw memory with pixel stride ps
+at::Tensor nhwc_view(const void* p, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ps, at::ScalarType st) {
+  return at::from_blob(const_cast<void*>(p), {N, C, H, W}, {H * W * ps, 1, W * ps, ps}, at::TensorOptions().dtype(st));
+}
+
 struct LoopBackend final : Backend {
+  bool fused_conv = false;  // emulate the CUTLASS conv's argument block (pointers, strides, KRSC weight)
   void epilogue(DType t, const EpilogueArgs& a) const override { dispatch<Epi>(t, a); }
   void gather(DType t, const GatherArgs& a) const override { dispatch<Gat>(t, a); }
+  bool has_fused_conv(DType) const override { return fused_conv; }
+  bool conv_bias_lrelu(DType t, const ConvBiasActArgs& a) const override {
+    const auto st = scalar_type(t);
+    const at::Tensor x = nhwc_view(a.x, a.N, a.cin, a.H, a.W, a.x_stride, st);
+    const at::Tensor w = nhwc_view(a.w, a.cout, a.cin, 3, 3, a.cin, st);  // KRSC memory = OIHW channels_last
+    const at::Tensor b = at::from_blob(const_cast<void*>(a.bias), {a.cout}, at::TensorOptions().dtype(st));
+    at::Tensor out = nhwc_view(a.out, a.N, a.cout, a.H, a.W, a.out_stride, st);
+    at::leaky_relu_out(out, conv3x3(x, w, b), a.slope);
+    return true;
+  }
 };
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd_cpu(const at::Tensor& x, at::TensorList params) {
-  return sliced_fwd(x, params, LoopBackend());
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd_cpu(const at::Tensor& x, at::TensorList params,
+                                                                          bool fused_conv) {
+  LoopBackend be;
+  be.fused_conv = fused_conv;
+  return sliced_fwd(x, params, be);
 }
 
 std::tuple<at::Tensor, std::vector<at::Tensor>> sliced_bwd_cpu(const at::Tensor& grad_out, const at::Tensor& buf1,
@@ -92,7 +121,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> sliced_bwd_cpu(const at::Tensor&
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(gansr, m) {
-  m.def("rrdb_sliced_fwd(Tensor x, Tensor[] params) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("rrdb_sliced_fwd(Tensor x, Tensor[] params, bool fused_conv=False) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("rrdb_sliced_bwd(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params) -> (Tensor, Tensor[])");
 }
 

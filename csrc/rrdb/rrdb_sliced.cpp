@@ -60,6 +60,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::
   for (int b = 0; b < kBlocks; ++b) {
     at::Tensor& buf = bufs[b];
     for (int k = 1; k <= kConvs; ++k) {
+      if (k < kConvs && be.has_fused_conv(dt)) {
+        const at::Tensor w_krsc = params[2 * (kConvs * b + k - 1)].contiguous(at::MemoryFormat::ChannelsLast);
+        const ConvBiasActArgs ca{buf.const_data_ptr(), Ct, w_krsc.const_data_ptr(),
+                                 params[2 * (kConvs * b + k - 1) + 1].const_data_ptr(), at_channel_mut(buf, d.cin(k)),
+                                 Ct, (int)d.N, (int)d.H, (int)d.W, (int)d.cin(k), (int)d.gc, kSlope};
+        if (be.conv_bias_lrelu(dt, ca)) continue;
+      }
       at::Tensor y = nhwc(conv3x3(buf.narrow(1, 0, d.cin(k)), params[2 * (kConvs * b + k - 1)], c10::nullopt));
       EpilogueArgs a{};
       a.y = y.const_data_ptr();

@@ -14,6 +14,11 @@ struct Backend {
   virtual ~Backend() = default;
   virtual void epilogue(DType t, const EpilogueArgs& a) const = 0;
   virtual void gather(DType t, const GatherArgs& a) const = 0;
+  // conv + bias + LeakyReLU into the slice in one kernel (convs 1..4), when the backend has one for
+  // dtype t; conv_bias_lrelu returns false when it cannot take this case (the caller then runs the
+  // ATen conv + epilogue)
+  virtual bool has_fused_conv(DType t) const { return false; }
+  virtual bool conv_bias_lrelu(DType t, const ConvBiasActArgs& a) const { return false; }
 };
 
 DType dtype_code(at::ScalarType t);

@@ -1,0 +1,94 @@
+// CUTLASS 2.x implicit-GEMM fprop for the fused RRDB's convs 1..4 (bf16 / fp16 in, fp32 accumulate,
+// Sm80 tensor-op kernels, which run on sm_80..sm_90): the activation operand is the channel prefix
+// of the block's NHWC buffer (pixel stride wider than its channel count), the epilogue computes
+// lrelu(acc + bias) with the bias broadcast as the C operand (stride 0) and stores straight into the
+// conv's channel slice of the same buffer. No torch headers; compiled only with CUTLASS available
+// (GANSR_WITH_CUTLASS), otherwise the launcher reports "not supported" and the caller uses cuDNN.
+#include "rrdb_kernels.h"
+
+#if defined(GANSR_WITH_CUTLASS)
+// clang-format off (order matters: the kernel header defines what the device header uses)
+#include <cutlass/cutlass.h>
+#include <cutlass/bfloat16.h>
+#include <cutlass/half.h>
+#include <cutlass/conv/kernel/default_conv2d_fprop.h>
+#include <cutlass/conv/device/implicit_gemm_convolution.h>
+#include <cutlass/epilogue/thread/linear_combination_leaky_relu.h>
+// clang-format on
+
+#include <cstdint>
+#endif
+
+namespace gansr {
+namespace rrdb {
+
+#if defined(GANSR_WITH_CUTLASS)
+namespace {
+
+using Layout = cutlass::layout::TensorNHWC;
+
+// One tile shape for every dense-block conv: N = 32 covers gc (16 or 32 here), K-tile 32 keeps
+// 4 stages within 48 KB of shared memory (no opt-in attribute needed).
+template <typename E>
+using FpropKernel = typename cutlass::conv::kernel::DefaultConv2dFprop<
+    E, Layout, E, Layout, E, Layout, float, cutlass::arch::OpClassTensorOp, cutlass::arch::Sm80,
+    cutlass::gemm::GemmShape<128, 32, 32>, cutlass::gemm::GemmShape<64, 32, 32>, cutlass::gemm::GemmShape<16, 8, 16>,
+    cutlass::epilogue::thread::LinearCombinationLeakyRelu<E, 128 / cutlass::sizeof_bits<E>::value, float, float>,
+    cutlass::gemm::threadblock::GemmIdentityThreadblockSwizzle<>, 4, cutlass::arch::OpMultiplyAdd,
+    cutlass::conv::IteratorAlgorithm::kOptimized>::Kernel;
+
+Layout strided(int64_t pixel_stride, int W, int H) {
+  return Layout(cutlass::make_Coord((int32_t)pixel_stride, (int32_t)(pixel_stride * W), (int32_t)(pixel_stride * W * H)));
+}
+
+template <typename E>
+cudaError_t run(const ConvBiasActArgs& a, cudaStream_t stream) {
+  using Conv = cutlass::conv::device::ImplicitGemmConvolution<FpropKernel<E>>;
+  constexpr int kAlign = 128 / cutlass::sizeof_bits<E>::value;
+  auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) % 16) == 0; };
+  if (a.cin % kAlign || a.cout % kAlign || a.x_stride % kAlign || a.out_stride % kAlign || !aligned(a.x) ||
+      !aligned(a.w) || !aligned(a.out) || !aligned(a.bias))
+    return cudaErrorNotSupported;
+  // int32 strides inside CUTLASS's NHWC layout
+  if ((int64_t)a.N * a.H * a.W * (a.x_stride > a.out_stride ? a.x_stride : a.out_stride) >= (int64_t(1) << 31))
+    return cudaErrorNotSupported;
+  cutlass::conv::Conv2dProblemSize problem(cutlass::Tensor4DCoord(a.N, a.H, a.W, a.cin),
+                                           cutlass::Tensor4DCoord(a.cout, 3, 3, a.cin),
+                                           cutlass::Tensor4DCoord(1, 1, 1, 1), cutlass::MatrixCoord(1, 1),
+                                           cutlass::MatrixCoord(1, 1), cutlass::Tensor4DCoord(a.N, a.H, a.W, a.cout),
+                                           cutlass::conv::Mode::kCrossCorrelation, 1);
+  typename Conv::Arguments args(
+      problem, {const_cast<E*>(static_cast<const E*>(a.x)), strided(a.x_stride, a.W, a.H)},
+      {const_cast<E*>(static_cast<const E*>(a.w)), Layout::packed(cutlass::Tensor4DCoord(a.cout, 3, 3, a.cin))},
+      {const_cast<E*>(static_cast<const E*>(a.bias)), Layout(cutlass::make_Coord(0, 0, 0))},  // bias broadcast
+      {static_cast<E*>(a.out), strided(a.out_stride, a.W, a.H)},
+      {1.0f, 1.0f, (float)a.slope});  // lrelu(1 * acc + 1 * bias)
+  Conv op;
+  if (op.can_implement(args) != cutlass::Status::kSuccess) return cudaErrorNotSupported;
+  if (Conv::get_workspace_size(args) != 0) return cudaErrorNotSupported;  // split-k 1: none expected
+  if (op.initialize(args, nullptr, stream) != cutlass::Status::kSuccess) return cudaErrorNotSupported;
+  if (op.run(stream) != cutlass::Status::kSuccess) {
+    const cudaError_t e = cudaGetLastError();
+    return e == cudaSuccess ? cudaErrorLaunchFailure : e;
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t launch_conv3x3_bias_lrelu(DType t, const ConvBiasActArgs& a, cudaStream_t stream) {
+  switch (t) {
+    case DType::kBFloat16: return run<cutlass::bfloat16_t>(a, stream);
+    case DType::kHalf: return run<cutlass::half_t>(a, stream);
+    default: return cudaErrorNotSupported;
+  }
+}
+
+#else
+
+cudaError_t launch_conv3x3_bias_lrelu(DType, const ConvBiasActArgs&, cudaStream_t) { return cudaErrorNotSupported; }
+
+#endif
+
+}  // namespace rrdb
+}  // namespace gansr
