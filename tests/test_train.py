@@ -24,7 +24,8 @@ def read_csv(path):
 
 
 def test_l1_loss_decreases_on_a_fixed_image(tmp_path):
-    cfg = tiny_cfg(tmp_path, "train.total_iters=25", "optim.g.lr=2e-3", "checkpoint.every=0", "train.ema_decay=0")
+    cfg = tiny_cfg(tmp_path, "train.total_iters=25", "optim.g.lr=2e-3", "checkpoint.every=0", "train.ema_decay=0",
+                   "log.tensorboard=true", "log.progress=true")
     fixed = TinyImages(n=2, size=16, crop=None)  # batch 2 of 2 whole images: the same batch every step
     summary = make(cfg, train_set=fixed, val_set=fixed).train()
     rows = read_csv(tmp_path / "run" / "train_log.csv")
@@ -34,6 +35,7 @@ def test_l1_loss_decreases_on_a_fixed_image(tmp_path):
     for name in ("summary.json", "config.yaml", "train.log", "val_log.csv", "generator_ema.pth"):
         assert (tmp_path / "run" / name).is_file(), name
     assert {"lr_g", "its_per_s", "g_total"} <= set(rows[0])
+    assert list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))
 
 
 def _final_state(trainer):
@@ -147,3 +149,32 @@ def test_resumable_sampler_shards_and_resumes():
 def test_trainer_rejects_a_dataset_smaller_than_the_batch(tmp_path):
     with pytest.raises(ValueError, match="fewer than data.batch_size=4"):
         make(tiny_cfg(tmp_path, "data.batch_size=4"), train_set=TinyImages(n=3))
+
+
+GAN_OPTS = ["losses.gan.type=ragp", "losses.frequency.weight=0.3", "train.total_iters=2", "checkpoint.every=0"]
+
+
+def test_fused_switch_reaches_every_fused_op(tmp_path):
+    """train.fused=on puts G, the FFT loss and the gradient penalty on the compiled ops at once, and
+    trains like the pure-PyTorch path."""
+    on = make(tiny_cfg(tmp_path / "on", "train.fused=on", *GAN_OPTS, stage="gan"))
+    off = make(tiny_cfg(tmp_path / "off", "train.fused=off", *GAN_OPTS, stage="gan"))
+    assert (on.G.fused, on.losses.terms["frequency"].fused, on.gan_loss.penalty_kw["fused"]) == (True, True, True)
+    assert (off.G.fused, off.losses.terms["frequency"].fused, off.gan_loss.penalty_kw["fused"]) == (False,) * 3
+    on.train()
+    off.train()
+    w_off = weights(off.G)
+    for k, v in weights(on.G).items():
+        torch.testing.assert_close(v, w_off[k], rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_autocast_and_channels_last_on_cpu(tmp_path):
+    tr = make(tiny_cfg(tmp_path, "train.amp=bf16", "train.channels_last=true", *GAN_OPTS, stage="gan"))
+    assert tr.amp_dtype == torch.bfloat16 and tr.mem_format == torch.channels_last
+    assert tr.gan_loss.penalty_kw["autocast_dtype"] == torch.bfloat16
+    summary = tr.train()
+    assert summary["skipped_iterations"] == 0
+    row = read_csv(tmp_path / "run" / "train_log.csv")[-1]
+    assert all(torch.isfinite(torch.tensor(float(row[k]))) for k in ("g_total", "d_total", "d_penalty"))
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        make(tiny_cfg(tmp_path / "b", "train.amp=fp16"))
