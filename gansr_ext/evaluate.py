@@ -199,109 +199,123 @@ def _clip_crop(crop: Crop, shape) -> tuple[int, int, int]:
     return min(crop.x, w - size), min(crop.y, h - size), size
 
 
-def _evaluate_set(set_name, folder, upscalers, suite: _Metrics, scale, crops, out_dir: Path, progress,
-                  save_images) -> dict:
+@dataclass
+class _Collected:
+    """What the pass over a set's images keeps (per-image scores, spectra, FID features, crops)."""
+
+    per_image: dict
+    spectra: dict
+    fid_feats: dict
+    crop_panels: list
+    notes: list
+
+
+def _choose_crop(name, shape, want_crops, have_any, notes) -> tuple[int, int, int] | None:
+    if want_crops is None:  # default: centre crop of the first image
+        chosen = None if have_any else _centre_crop(name, shape)
+    else:
+        chosen = want_crops.get(name)
+    if chosen is None:
+        return None
+    box = _clip_crop(chosen, shape)
+    if box != (chosen.x, chosen.y, chosen.size):
+        notes.append(f"crop {name}:{chosen.x},{chosen.y},{chosen.size} moved/shrunk to "
+                     f"{box[0]},{box[1]},{box[2]} to fit the {shape[1]}x{shape[0]} image")
+    return box
+
+
+def _collect(set_name, pairs, upscalers, suite: _Metrics, scale, crops, out_dir, progress, save_images) -> _Collected:
     from tqdm import tqdm
 
-    from gansr_ext.metrics.spectrum import discrepancy_of_spectra, power_spectrum_1d
+    from gansr_ext.data import imresize
+    from gansr_ext.data.io import write_image
+    from gansr_ext.metrics.spectrum import power_spectrum_1d
 
-    pairs = find_pairs(folder, scale)
-    methods = [BICUBIC, *upscalers]
-    per_image = {m: {} for m in [*methods, "HR"]}
-    spectra = {m: [] for m in ["HR", *methods]}
-    fid_feats = {m: [] for m in ["HR", *methods]}
-    want_crops = {c.image: c for c in crops} if crops else None
-    crop_panels = []
-    notes = list(suite.notes)
-    use_fid = suite.fid is not None
-    use_spec = "spectral" in suite.names
+    methods = ["HR", BICUBIC, *upscalers]
+    c = _Collected({m: {} for m in methods}, {m: [] for m in methods}, {m: [] for m in methods}, [],
+                   list(suite.notes))
+    want_crops = {cr.image: cr for cr in crops} if crops else None
     for name, hr_path, lr_path in tqdm(pairs, desc=set_name, unit="img", disable=not progress):
-        from gansr_ext.data import imresize
-
         hr, lr = load_pair(hr_path, lr_path, scale)
         outputs = {BICUBIC: imresize(lr, scale)}
         for m, up in upscalers.items():
-            sr = up.upscale(lr)
-            if sr.shape != hr.shape:
-                raise ValueError(f"evaluate: model {m!r} produced {sr.shape} for {name}, expected {hr.shape}")
-            outputs[m] = sr
+            outputs[m] = up.upscale(lr)
+            if outputs[m].shape != hr.shape:
+                raise ValueError(f"evaluate: model {m!r} produced {outputs[m].shape} for {name}, expected {hr.shape}")
+        c.per_image["HR"][name] = suite.per_image(hr, hr, scale, only=NO_REFERENCE)
         for m, sr in outputs.items():
-            per_image[m][name] = suite.per_image(sr, hr, scale)
-        per_image["HR"][name] = suite.per_image(hr, hr, scale, only=NO_REFERENCE)
+            c.per_image[m][name] = suite.per_image(sr, hr, scale)
         for m, img in [("HR", hr), *outputs.items()]:
-            if use_spec:
-                spectra[m].append(power_spectrum_1d(img))
-            if use_fid:
-                fid_feats[m].append(suite.fid.features(img))
-        if save_images:
-            from gansr_ext.data.io import write_image
-
-            for m, sr in outputs.items():
+            if "spectral" in suite.names:
+                c.spectra[m].append(power_spectrum_1d(img))
+            if suite.fid is not None:
+                c.fid_feats[m].append(suite.fid.features(img))
+            if save_images and m != "HR":
                 (out_dir / "images" / _safe(m)).mkdir(parents=True, exist_ok=True)
-                write_image(out_dir / "images" / _safe(m) / f"{name}.png", sr)
-        if want_crops is None:  # default: centre crop of the first image
-            chosen = _centre_crop(name, hr.shape) if not crop_panels else None
-        else:
-            chosen = want_crops.get(name)
-        if chosen is not None:
-            x, y, size = _clip_crop(chosen, hr.shape)
-            if (x, y, size) != (chosen.x, chosen.y, chosen.size):
-                notes.append(f"crop {name}:{chosen.x},{chosen.y},{chosen.size} moved/shrunk to "
-                             f"{x},{y},{size} to fit the {hr.shape[1]}x{hr.shape[0]} image")
-            panels = [("HR", hr), *outputs.items()]
-            crop_panels.append((name, (x, y, size), [(m, im[y:y + size, x:x + size]) for m, im in panels]))
+                write_image(out_dir / "images" / _safe(m) / f"{name}.png", img)
+        box = _choose_crop(name, hr.shape, want_crops, bool(c.crop_panels), c.notes)
+        if box is not None:
+            x, y, size = box
+            panels = [(m, im[y:y + size, x:x + size]) for m, im in [("HR", hr), *outputs.items()]]
+            c.crop_panels.append((name, box, panels))
     if want_crops is not None:
-        found = {p[0] for p in crop_panels}
-        notes += [f"crop image {c!r} is not in this set" for c in want_crops if c not in found]
+        found = {p[0] for p in c.crop_panels}
+        c.notes += [f"crop image {n!r} is not in this set" for n in want_crops if n not in found]
+    return c
+
+
+def _summarize(c: _Collected, methods, suite: _Metrics) -> tuple[dict, dict, dict, dict | None]:
+    """-> (rows, unavailable, hr_reference, mean spectra) from the collected per-image data."""
+    from gansr_ext.metrics.spectrum import discrepancy_of_spectra, resample_spectrum
 
     unavailable = dict(suite.unavailable)
     rows = {m: {} for m in methods}
     for metric in PER_IMAGE:
         if metric not in suite.names or metric in unavailable:
             continue
-        failures = [(f"{m}/{img}", scores[metric]) for m in methods for img, scores in per_image[m].items()
+        failures = [(f"{m}/{img}", scores[metric]) for m in methods for img, scores in c.per_image[m].items()
                     if isinstance(scores.get(metric), Exception)]
         for m in methods:
-            rows[m][metric] = _mean([per_image[m][img][metric] for img in per_image[m]])
+            rows[m][metric] = _mean([scores[metric] for scores in c.per_image[m].values()])
         if failures and all(rows[m][metric] is None for m in methods):
             unavailable[metric] = f"{failures[0][1]} ({failures[0][0]})"
         elif failures:
             where = ", ".join(w for w, _ in failures[:5]) + (", ..." if len(failures) > 5 else "")
-            notes.append(f"{metric}: skipped on {len(failures)} output(s) ({where}): {failures[0][1]}")
-    if use_fid:
-        if len(pairs) < 2:
+            c.notes.append(f"{metric}: skipped on {len(failures)} output(s) ({where}): {failures[0][1]}")
+    if suite.fid is not None:
+        if len(c.fid_feats["HR"]) < 2:
             unavailable["fid"] = "FID needs at least 2 images per set"
         else:
-            hr_f = np.concatenate(fid_feats["HR"])
+            hr_f = np.concatenate(c.fid_feats["HR"])
             for m in methods:
-                rows[m]["fid"] = suite.fid.distance(hr_f, np.concatenate(fid_feats[m]))
+                rows[m]["fid"] = suite.fid.distance(hr_f, np.concatenate(c.fid_feats[m]))
     mean_spectra = None
-    if use_spec:
-        n_bins = min(len(s) for s in spectra["HR"])  # every method's outputs have the HR sizes
-        mean_spectra = {m: np.mean([_resample(s, n_bins) for s in spectra[m]], axis=0) for m in spectra}
+    if "spectral" in suite.names:
+        n_bins = min(len(s) for s in c.spectra["HR"])  # every method's outputs have the HR sizes
+        mean_spectra = {m: np.mean([resample_spectrum(s, n_bins) for s in specs], axis=0)
+                        for m, specs in c.spectra.items()}
         for m in methods:
             rows[m]["spectral"] = discrepancy_of_spectra(mean_spectra["HR"], mean_spectra[m])
-    hr_reference = {k: _mean([per_image["HR"][img][k] for img in per_image["HR"] if k in per_image["HR"][img]])
+    hr_reference = {k: _mean([scores[k] for scores in c.per_image["HR"].values()])
                     for k in NO_REFERENCE if k in suite.names and k not in unavailable}
-    for m in methods:  # unavailable / not computed -> None, in column order
-        rows[m] = {k: (rows[m].get(k) if k not in unavailable else None) for k in suite.names}
+    rows = {m: {k: (row.get(k) if k not in unavailable else None) for k in suite.names} for m, row in rows.items()}
+    return rows, unavailable, hr_reference, mean_spectra
 
+
+def _evaluate_set(set_name, folder, upscalers, suite: _Metrics, scale, crops, out_dir: Path, progress,
+                  save_images) -> dict:
+    pairs = find_pairs(folder, scale)
+    c = _collect(set_name, pairs, upscalers, suite, scale, crops, out_dir, progress, save_images)
+    rows, unavailable, hr_reference, mean_spectra = _summarize(c, [BICUBIC, *upscalers], suite)
     result = {
         "folder": str(folder), "n_images": len(pairs), "scale": scale, "metrics": list(suite.names),
-        "rows": rows, "unavailable": unavailable, "notes": notes, "hr_reference": hr_reference,
-        "per_image": {m: {img: {k: (None if isinstance(v, Exception) else v) for k, v in d.items()}
-                          for img, d in per_image[m].items()} for m in per_image},
-        "files": {},
+        "rows": rows, "unavailable": unavailable, "notes": c.notes, "hr_reference": hr_reference,
+        "per_image": {m: {img: {k: (None if isinstance(v, Exception) else v) for k, v in scores.items()}
+                          for img, scores in d.items()} for m, d in c.per_image.items()},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    result["files"] = _write_set(set_name, result, out_dir, mean_spectra, crop_panels, suite.pretrained)
+    result["files"] = _write_set(set_name, result, out_dir, mean_spectra, c.crop_panels, suite.pretrained)
     return result
-
-
-def _resample(spec: np.ndarray, n_bins: int) -> np.ndarray:
-    if len(spec) == n_bins:
-        return spec
-    return np.interp(np.linspace(0, 0.5, n_bins), np.linspace(0, 0.5, len(spec)), spec)
 
 
 def _safe(name: str) -> str:

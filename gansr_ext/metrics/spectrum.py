@@ -30,7 +30,8 @@ import numpy as np
 
 from ._image import MATLAB_GRAY, to_batch255
 
-__all__ = ["power_spectrum_1d", "mean_power_spectrum", "spectral_discrepancy", "discrepancy_of_spectra", "EPS"]
+__all__ = ["power_spectrum_1d", "mean_power_spectrum", "spectral_discrepancy", "discrepancy_of_spectra",
+           "resample_spectrum", "EPS"]
 
 EPS = 1e-10
 _KINDS = ("abs", "squared")
@@ -48,10 +49,15 @@ def _radial_mean(power: np.ndarray) -> np.ndarray:
     return sums / counts
 
 
-def _resample(spec: np.ndarray, n_bins: int) -> np.ndarray:
+def resample_spectrum(spec: np.ndarray, n_bins: int) -> np.ndarray:
+    """Spectra (..., R) over [0, 0.5] cycles/pixel -> (..., n_bins) by linear interpolation."""
+    spec = np.asarray(spec)
+    if spec.shape[-1] == n_bins:
+        return spec
     src = np.linspace(0.0, 0.5, spec.shape[-1])
     dst = np.linspace(0.0, 0.5, n_bins)
-    return np.stack([np.interp(dst, src, s) for s in np.atleast_2d(spec)])
+    out = np.stack([np.interp(dst, src, s) for s in np.atleast_2d(spec)])
+    return out[0] if spec.ndim == 1 else out
 
 
 def power_spectrum_1d(img, n_bins: int | None = None) -> np.ndarray:
@@ -69,7 +75,7 @@ def power_spectrum_1d(img, n_bins: int | None = None) -> np.ndarray:
     if n_bins is not None:
         if int(n_bins) < 2:
             raise ValueError(f"power_spectrum_1d: n_bins must be >= 2, got {n_bins!r}")
-        spec = _resample(spec, int(n_bins))
+        spec = resample_spectrum(spec, int(n_bins))
     return spec[0] if single else spec
 
 
