@@ -287,8 +287,11 @@ def _summarize(c: _Collected, methods, suite: _Metrics) -> tuple[dict, dict, dic
             unavailable["fid"] = "FID needs at least 2 images per set"
         else:
             hr_f = np.concatenate(c.fid_feats["HR"])
-            for m in methods:
-                rows[m]["fid"] = suite.fid.distance(hr_f, np.concatenate(c.fid_feats[m]))
+            try:
+                for m in methods:
+                    rows[m]["fid"] = suite.fid.distance(hr_f, np.concatenate(c.fid_feats[m]))
+            except ValueError as e:  # sqrtm failed (too few images for the feature size)
+                unavailable["fid"] = str(e)
     mean_spectra = None
     if "spectral" in suite.names:
         n_bins = min(len(s) for s in c.spectra["HR"])  # every method's outputs have the HR sizes

@@ -66,6 +66,18 @@ def test_frechet_distance_diagonal_closed_form():
     assert frechet_distance(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(expected, rel=1e-8)
 
 
+def test_frechet_distance_matches_pytorch_fid():
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(30, 8)), rng.normal(size=(30, 8)) * 1.5 + 0.3
+    stats = [(x.mean(0), np.cov(x, rowvar=False)) for x in (a, b)]
+    ref = calculate_frechet_distance(*stats[0], *stats[1])
+    assert frechet_distance(*stats[0], *stats[1]) == pytest.approx(ref, rel=1e-10)
+    with pytest.raises(ValueError, match="shapes"):
+        frechet_distance(stats[0][0], stats[0][1], stats[1][0][:4], stats[1][1])
+
+
 @pytest.fixture(scope="module")
 def random_inception_sd():
     torch.manual_seed(0)

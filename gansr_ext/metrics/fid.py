@@ -6,17 +6,20 @@ feature means mu and covariances S of the two sets::
 
     FID = ||mu_r - mu_f||^2 + tr(S_r + S_f - 2 (S_r S_f)^(1/2))
 
-(matrix square root by scipy.linalg.sqrtm, via pytorch-fid's `calculate_frechet_distance`). The
+(matrix square root by scipy.linalg.sqrtm, as pytorch-fid's `calculate_frechet_distance`). The
 weights file comes from an explicit path or the torch hub cache (`resolve_weights`);
 `pretrained=False` gives a random network (tests only: the numbers mean nothing).
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from scipy import linalg
 
 from ._image import to_batch255
 
@@ -83,11 +86,30 @@ class FIDInceptionPool3(nn.Module):
         return F.adaptive_avg_pool2d(self.layers(2 * x - 1), 1).flatten(1)
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """Frechet distance of two Gaussians (pytorch-fid's implementation, scipy sqrtm)."""
-    from pytorch_fid.fid_score import calculate_frechet_distance
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 sqrtm(S1 S2)), as pytorch-fid's `calculate_frechet_distance`.
 
-    return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
+    (Own copy of those few lines: pytorch-fid passes scipy's `disp` argument, deprecated in SciPy
+    1.16 and removed in 1.18.) A near-singular product gets eps on the diagonals; an imaginary part
+    of the square root above 1e-3 on the diagonal is an error (ValueError).
+    """
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
+        raise ValueError(f"frechet_distance: shapes do not match: mu {mu1.shape} / {mu2.shape}, "
+                         f"sigma {sigma1.shape} / {sigma2.shape}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)  # singular products are handled below
+        covmean = linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(sigma1.shape[0]) * eps
+            covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"frechet_distance: imaginary component {np.max(np.abs(covmean.imag))} in sqrtm")
+        covmean = covmean.real
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
 class FIDMetric:
