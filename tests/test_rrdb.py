@@ -89,8 +89,8 @@ def test_poisoned_outputs_are_fully_written(poison):
     out, b1, b2, b3 = torch.ops.gansr.rrdb_fwd(x.detach(), [p.detach() for p in params])
     for t in (out, b1, b2, b3):
         assert torch.isfinite(t).all()
-    gx, gp = torch.ops.gansr.rrdb_bwd(torch.randn_like(out), b1, b2, b3, [p.detach() for p in params])
-    assert torch.isfinite(gx).all() and all(torch.isfinite(g).all() for g in gp)
+    gx, gw, gb = torch.ops.gansr.rrdb_bwd(torch.randn_like(out), b1, b2, b3, [p.detach() for p in params])
+    assert torch.isfinite(gx).all() and torch.isfinite(gb).all() and all(torch.isfinite(g).all() for g in gw)
     assert_parity(x, params, atol=1e-11, rtol=1e-10)
 
 
@@ -133,6 +133,11 @@ def test_opcheck():
     _, *bufs = torch.ops.gansr.rrdb_fwd(x.detach(), [p.detach() for p in params])
     torch.library.opcheck(torch.ops.gansr.rrdb_bwd.default,
                           (torch.randn(2, 8, 5, 4), *bufs, [p.detach() for p in params]))
+    # channels_last weights (a model moved to channels_last) get channels_last weight gradients
+    cl = [p.detach().contiguous(memory_format=torch.channels_last) if p.dim() == 4 else p.detach() for p in params]
+    torch.library.opcheck(torch.ops.gansr.rrdb_bwd.default, (torch.randn(2, 8, 5, 4), *bufs, cl))
+    _, grad_w, _ = torch.ops.gansr.rrdb_bwd(torch.randn(2, 8, 5, 4), *bufs, cl)
+    assert all(g.is_contiguous(memory_format=torch.channels_last) and not g.is_contiguous() for g in grad_w)
 
 
 def low_precision_errors(x64, params64, dtype, fused):
@@ -197,8 +202,8 @@ def test_bad_inputs_raise_clear_errors():
 
 def _run_ops(fwd, bwd, x, params, g):
     out = fwd(x, params)
-    gx, gp = bwd(g, *out[1:], params)
-    return [*out, gx, *gp]
+    gx, gw, gb = bwd(g, *out[1:], params)
+    return [*out, gx, *gw, gb]
 
 
 @pytest.mark.parametrize("fused_conv", [False, True], ids=["cudnn-glue", "cutlass-glue"])
@@ -280,8 +285,8 @@ def test_cuda_graph_capture_replays_eager_result():
 
     def step():
         out, *bufs = torch.ops.gansr.rrdb_fwd(x, params)
-        gx, gp = torch.ops.gansr.rrdb_bwd(g, *bufs, params)
-        return [out, gx, *gp]
+        gx, gw, gb = torch.ops.gansr.rrdb_bwd(g, *bufs, params)
+        return [out, gx, *gw, gb]
 
     eager = step()
     s = torch.cuda.Stream()

@@ -16,9 +16,10 @@ def grads_of(model, x, g):
     return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("scale,nf,gc,shape", [(4, 16, 8, (2, 3, 5, 6)), (2, 8, 4, (1, 3, 6, 4))])
-def test_fused_rrdbnet_equals_reference_outputs_and_all_param_grads(scale, nf, gc, shape, fresh_seed):
-    model = RRDBNet(scale=scale, nf=nf, nb=2, gc=gc).double()
+@pytest.mark.parametrize("scale,nf,gc,shape,layout", [(4, 16, 8, (2, 3, 5, 6), torch.contiguous_format),
+                                                       (2, 8, 4, (1, 3, 6, 4), torch.channels_last)])
+def test_fused_rrdbnet_equals_reference_outputs_and_all_param_grads(scale, nf, gc, shape, layout, fresh_seed):
+    model = RRDBNet(scale=scale, nf=nf, nb=2, gc=gc).double().to(memory_format=layout)
     with torch.no_grad():  # BasicSR's 0.1-scaled init makes the trunk nearly the identity: perturb it
         for p in model.body.parameters():
             p.add_(torch.randn_like(p) * 0.05)

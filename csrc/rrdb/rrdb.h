@@ -12,8 +12,11 @@
 // Ops (schemas in rrdb_cpu.cpp):
 //   rrdb_fwd(x, params[30]) -> (out, buf1, buf2, buf3)
 //     params: rdb1.conv1.weight, rdb1.conv1.bias, ..., rdb3.conv5.weight, rdb3.conv5.bias (x's dtype)
-//   rrdb_bwd(grad_out, buf1, buf2, buf3, params[30]) -> (grad_x, grad_params[30])
-// out, buf*, grad_x are channels_last; grad_params are contiguous.
+//   rrdb_bwd(grad_out, buf1, buf2, buf3, params[30]) -> (grad_x, grad_weights[15], grad_biases)
+//     grad_biases: the 15 bias gradients concatenated in params order (one tensor: one fill / cast
+//     for all of them; the Python side splits it into views)
+// out, buf*, grad_x are channels_last; each weight gradient has its weight's layout (channels_last
+// when the weight is, e.g. after model.to(memory_format=torch.channels_last), else contiguous).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -39,8 +42,19 @@ Dims check_fwd_inputs(const at::Tensor& x, at::TensorList params, const char* op
 Dims check_bwd_inputs(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
                       const at::Tensor& buf3, at::TensorList params);
 
+using BwdResult = std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor>;
+
 inline const at::Tensor& weight(at::TensorList p, int block, int k) { return p[2 * (kConvs * block + k - 1)]; }
 inline const at::Tensor& bias(at::TensorList p, int block, int k) { return p[2 * (kConvs * block + k - 1) + 1]; }
+
+// offset of conv_k's bias gradient in the concatenated grad_biases
+inline int64_t bias_offset(const Dims& d, int block, int k) { return block * (d.nf + 4 * d.gc) + (k - 1) * d.gc; }
+
+// a weight gradient in the layout of its weight (the op's documented output layout)
+inline at::Tensor weight_grad_like(const at::Tensor& dw, const at::Tensor& w) {
+  const bool cl = w.is_contiguous(at::MemoryFormat::ChannelsLast) && !w.is_contiguous();
+  return dw.contiguous(cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+}
 
 // channels_last (N, C, H, W) output allocated through gansr::new_output (poisoned when asked).
 at::Tensor new_nhwc(int64_t N, int64_t C, int64_t H, int64_t W, const at::TensorOptions& opts);

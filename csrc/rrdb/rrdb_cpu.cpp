@@ -121,12 +121,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rrdb_fwd_cpu(const at
   return {out, bufs[0], bufs[1], bufs[2]};
 }
 
-std::tuple<at::Tensor, std::vector<at::Tensor>> rrdb_bwd_cpu(const at::Tensor& grad_out, const at::Tensor& buf1,
-                                                             const at::Tensor& buf2, const at::Tensor& buf3,
-                                                             at::TensorList params) {
+BwdResult rrdb_bwd_cpu(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
+                       const at::Tensor& buf3, at::TensorList params) {
   const Dims d = check_bwd_inputs(grad_out, buf1, buf2, buf3, params);
   const at::Tensor* bufs[kBlocks] = {&buf1, &buf2, &buf3};
-  std::vector<at::Tensor> grads(kParams);
+  std::vector<at::Tensor> grad_w(kBlocks * kConvs);
+  at::Tensor grad_b = new_output({kBlocks * (d.nf + 4 * d.gc)}, grad_out.options());
   at::Tensor gy = grad_out * kResScale;  // gradient of rdb3's output
   for (int b = kBlocks - 1; b >= 0; --b) {
     const at::Tensor& buf = *bufs[b];
@@ -135,29 +135,29 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> rrdb_bwd_cpu(const at::Tensor& g
     auto [d5, dw5, db5] = conv3x3_backward(gy * kResScale, buf, weight(params, b, kConvs), true, true);
     G.copy_(d5);
     G.narrow(1, 0, d.nf).add_(gy);  // the block's residual
-    grads[2 * (kConvs * b + kConvs - 1)] = dw5.contiguous();
-    grads[2 * (kConvs * b + kConvs - 1) + 1] = db5;
+    grad_w[kConvs * b + kConvs - 1] = weight_grad_like(dw5, weight(params, b, kConvs));
+    grad_b.narrow(0, bias_offset(d, b, kConvs), d.nf).copy_(db5);
     for (int k = kConvs - 1; k >= 1; --k) {
       // slice k's gradient is complete (only convs > k read it): LeakyReLU backward in place
       at::Tensor gk = G.narrow(1, d.cin(k), d.gc);
       at::leaky_relu_backward_out(gk, gk, buf.narrow(1, d.cin(k), d.gc), kSlope, /*self_is_result=*/true);
       auto [dk, dwk, dbk] = conv3x3_backward(gk, buf.narrow(1, 0, d.cin(k)), weight(params, b, k), true, true);
       G.narrow(1, 0, d.cin(k)).add_(dk);  // accumulate into the prefix conv_k read
-      grads[2 * (kConvs * b + k - 1)] = dwk.contiguous();
-      grads[2 * (kConvs * b + k - 1) + 1] = dbk;
+      grad_w[kConvs * b + k - 1] = weight_grad_like(dwk, weight(params, b, k));
+      grad_b.narrow(0, bias_offset(d, b, k), d.gc).copy_(dbk);
     }
     gy = G.narrow(1, 0, d.nf);
   }
   at::Tensor grad_x = new_nhwc(d.N, d.nf, d.H, d.W, grad_out.options());
   at::add_out(grad_x, gy, grad_out);  // + the RRDB's residual
-  return {grad_x, grads};
+  return {grad_x, grad_w, grad_b};
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(gansr, m) {
   m.def("rrdb_fwd(Tensor x, Tensor[] params) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("rrdb_bwd(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params) -> (Tensor, Tensor[])");
+  m.def("rrdb_bwd(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params) -> (Tensor, Tensor[], Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(gansr, CPU, m) {

@@ -43,7 +43,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rrdb_fwd_cuda(const a
   return sliced_fwd(x, params, CudaBackend());
 }
 
-std::tuple<at::Tensor, std::vector<at::Tensor>> rrdb_bwd_cuda(const at::Tensor& grad_out, const at::Tensor& buf1,
+BwdResult rrdb_bwd_cuda(const at::Tensor& grad_out, const at::Tensor& buf1,
                                                               const at::Tensor& buf2, const at::Tensor& buf3,
                                                               at::TensorList params) {
   c10::cuda::CUDAGuard guard(grad_out.device());

@@ -112,7 +112,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd_cpu(const 
   return sliced_fwd(x, params, be);
 }
 
-std::tuple<at::Tensor, std::vector<at::Tensor>> sliced_bwd_cpu(const at::Tensor& grad_out, const at::Tensor& buf1,
+BwdResult sliced_bwd_cpu(const at::Tensor& grad_out, const at::Tensor& buf1,
                                                                const at::Tensor& buf2, const at::Tensor& buf3,
                                                                at::TensorList params) {
   return sliced_bwd(grad_out, buf1, buf2, buf3, params, LoopBackend());
@@ -122,7 +122,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> sliced_bwd_cpu(const at::Tensor&
 
 TORCH_LIBRARY_FRAGMENT(gansr, m) {
   m.def("rrdb_sliced_fwd(Tensor x, Tensor[] params, bool fused_conv=False) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("rrdb_sliced_bwd(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params) -> (Tensor, Tensor[])");
+  m.def("rrdb_sliced_bwd(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params) -> (Tensor, Tensor[], Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(gansr, CPU, m) {

@@ -142,9 +142,8 @@ void gather(const Backend& be, DType dt, std::initializer_list<Source> srcs, std
 
 }  // namespace
 
-std::tuple<at::Tensor, std::vector<at::Tensor>> sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1,
-                                                           const at::Tensor& buf2, const at::Tensor& buf3,
-                                                           at::TensorList params_in, const Backend& be) {
+BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
+                     const at::Tensor& buf3, at::TensorList params_in, const Backend& be) {
   const Dims d = check_bwd_inputs(grad_out, buf1, buf2, buf3, params_in);
   const auto st = grad_out.scalar_type();
   const DType dt = dtype_code(st);
@@ -155,13 +154,14 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> sliced_bwd(const at::Tensor& gra
   const at::Tensor bufs[kBlocks] = {nhwc(buf1), nhwc(buf2), nhwc(buf3)};
   const int64_t M = d.N * d.H * d.W;
   const at::Tensor go = nhwc(grad_out);
-  std::vector<at::Tensor> grads(kParams), bias_acc(kParams / 2);
-  for (auto& b : bias_acc) b = at::Tensor();
-
+  std::vector<at::Tensor> grad_w(kBlocks * kConvs);
+  // every bias gradient accumulates (atomically, in the gathers) into one zeroed buffer
+  const at::Tensor bias_acc = at::zeros({kBlocks * (d.nf + 4 * d.gc)}, acc_opts);
+  std::vector<at::Tensor> bias_views(kBlocks * kConvs);
   auto bias_acc_for = [&](int b, int k) -> at::Tensor& {
-    at::Tensor& t = bias_acc[kConvs * b + k - 1];
-    if (!t.defined()) t = at::zeros({k == kConvs ? d.nf : d.gc}, acc_opts);
-    return t;
+    at::Tensor& v = bias_views[kConvs * b + k - 1];
+    v = bias_acc.narrow(0, bias_offset(d, b, k), k == kConvs ? d.nf : d.gc);
+    return v;
   };
 
   // gradient of rdb3's output (gy) and of its conv5 output (g5 = 0.2 gy, plus conv5's bias gradient)
@@ -185,7 +185,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> sliced_bwd(const at::Tensor& gra
       auto [dk, dwk, unused] = conv3x3_backward(gk, buf.narrow(1, 0, d.cin(k)), params[2 * (kConvs * b + k - 1)],
                                                 true, false);
       D[k] = nhwc(dk);
-      grads[2 * (kConvs * b + k - 1)] = dwk.contiguous();
+      grad_w[kConvs * b + k - 1] = weight_grad_like(dwk, params_in[2 * (kConvs * b + k - 1)]);
     }
     // gradient of the block input: every conv read it, plus the block's residual path
     std::vector<Source> srcs;
@@ -203,12 +203,7 @@ std::tuple<at::Tensor, std::vector<at::Tensor>> sliced_bwd(const at::Tensor& gra
       gather(be, dt, {}, srcs, nullptr, 0, grad_x, nullptr, 0.0, nullptr, M);
     }
   }
-  for (int b = 0; b < kBlocks; ++b)
-    for (int k = 1; k <= kConvs; ++k) {
-      at::Tensor& acc = bias_acc[kConvs * b + k - 1];
-      grads[2 * (kConvs * b + k - 1) + 1] = acc.scalar_type() == st ? acc : acc.to(st);
-    }
-  return {grad_x, grads};
+  return {grad_x, grad_w, bias_acc.scalar_type() == st ? bias_acc : bias_acc.to(st)};
 }
 
 }  // namespace rrdb

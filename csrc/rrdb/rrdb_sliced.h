@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "rrdb.h"
 #include "rrdb_args.h"
 
 namespace gansr {
@@ -25,9 +26,8 @@ DType dtype_code(at::ScalarType t);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::Tensor& x, at::TensorList params,
                                                                       const Backend& be);
-std::tuple<at::Tensor, std::vector<at::Tensor>> sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1,
-                                                           const at::Tensor& buf2, const at::Tensor& buf3,
-                                                           at::TensorList params, const Backend& be);
+BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
+                     const at::Tensor& buf3, at::TensorList params, const Backend& be);
 
 }  // namespace rrdb
 }  // namespace gansr

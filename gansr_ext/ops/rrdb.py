@@ -107,12 +107,17 @@ def _setup_context(ctx, inputs, output):
     ctx.x_dtype = x.dtype
 
 
+def _bias_sizes(nf: int, gc: int) -> list[int]:
+    return [nf if k == N_CONVS else gc for _ in range(N_BLOCKS) for k in range(1, N_CONVS + 1)]
+
+
 def _backward(ctx, grad_out, _g1, _g2, _g3):
     buf1, buf2, buf3, *params = ctx.saved_tensors
     if grad_out is None:
         return None, None
-    grad_x, grad_params = torch.ops.gansr.rrdb_bwd(grad_out.to(buf1.dtype), buf1, buf2, buf3, params)
-    return grad_x.to(ctx.x_dtype), list(grad_params)
+    grad_x, grad_w, grad_b = torch.ops.gansr.rrdb_bwd(grad_out.to(buf1.dtype), buf1, buf2, buf3, params)
+    grad_bs = grad_b.split(_bias_sizes(buf1.shape[1] - 4 * params[0].shape[0], params[0].shape[0]))
+    return grad_x.to(ctx.x_dtype), [g for pair in zip(grad_w, grad_bs) for g in pair]
 
 
 def _nhwc(like: torch.Tensor, c: int) -> torch.Tensor:
@@ -125,8 +130,17 @@ def _fake_fwd(x, params):
     return _nhwc(x, nf), _nhwc(x, nf + 4 * gc), _nhwc(x, nf + 4 * gc), _nhwc(x, nf + 4 * gc)
 
 
+def _weight_grad_like(w: torch.Tensor) -> torch.Tensor:
+    # the C++ rule (weight_grad_like in csrc/rrdb/rrdb.h): channels_last exactly when the weight is
+    cl = w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    return torch.empty(w.shape, dtype=w.dtype, device=w.device,
+                       memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+
 def _fake_bwd(grad_out, buf1, buf2, buf3, params):
-    return _nhwc(grad_out, grad_out.shape[1]), [torch.empty(p.shape, dtype=p.dtype, device=p.device) for p in params]
+    nf, gc = grad_out.shape[1], params[0].shape[0]
+    grad_w = [_weight_grad_like(w) for w in params[0::2]]
+    return _nhwc(grad_out, nf), grad_w, grad_out.new_empty((N_BLOCKS * (nf + 4 * gc),))
 
 
 _registered = False
