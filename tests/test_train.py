@@ -178,3 +178,32 @@ def test_bf16_autocast_and_channels_last_on_cpu(tmp_path):
     assert all(torch.isfinite(torch.tensor(float(row[k]))) for k in ("g_total", "d_total", "d_penalty"))
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         make(tiny_cfg(tmp_path / "b", "train.amp=fp16"))
+
+
+def test_ema_follows_its_formula():
+    from gansr_ext.train.ema import EMA
+
+    model = torch.nn.Linear(3, 2)
+    ema = EMA(model, decay=0.9)
+    start = weights(ema.module)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    torch.testing.assert_close(ema.module.weight, 0.9 * start["weight"] + 0.1 * model.weight.detach())
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_validation_skips_a_metric_that_rejects_an_image(tmp_path):
+    def picky(sr, hr):
+        if sr.shape[-1] < 32:
+            raise ValueError("image too small")
+        return 1.0
+
+    val = torch.utils.data.ConcatDataset([TinyImages(n=1, size=16, crop=None), TinyImages(n=1, size=32, crop=None)])
+    tr = make(tiny_cfg(tmp_path, "train.total_iters=1", "val.best_metric=never"), val_set=val,
+              metrics={"psnr": psnr_metric, "picky": picky, "always_fails": lambda sr, hr: picky(sr[..., :8], hr)})
+    tr.train()
+    assert set(tr.last_val) == {"psnr", "picky"} and tr.last_val["picky"] == 1.0
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "validation: picky skipped on some images (img0: image too small)" in log
+    assert "val.best_metric 'never' is not among the validation results" in log

@@ -35,7 +35,7 @@ EVAL_METRICS = ("niqe", "lpips", "psnr", "ssim", "brisque", "spectral")  # FID: 
 _BUDGETS = {
     "quick": (12, 8, 2, 32, 16, 1, 8, 8),
     "cpu": (1000, 350, 4, 64, 32, 2, 16, 16),
-    "cuda": (4000, 4000, 16, 128, 64, 6, 32, 64),
+    "cuda": (4000, 3000, 16, 128, 64, 6, 32, 64),
 }
 
 
@@ -68,7 +68,7 @@ def _overrides(args, device: str, budget: tuple, run_root: Path, pretrained: boo
         f"output_dir={run_root}", f"device={device}", f"seed={args.seed}", f"train.fused={args.fused}",
         f"model.generator.nf={nf}", f"model.generator.nb={nb}", f"model.generator.gc={gc}",
         "data.train.type=samples", "data.val.type=samples", f"data.crop={crop}", f"data.batch_size={batch}",
-        "data.num_workers=0", "val.every=0", "val.metrics=[psnr, ssim]", "val.best_metric=psnr",
+        f"data.num_workers={4 if device == 'cuda' else 0}", "val.every=0", "val.metrics=[psnr, ssim]", "val.best_metric=psnr",
         "val.save_images=3", "checkpoint.keep_last=1", "log.every=5",
         "train.ema_decay=0.99",  # 0.999 averages over ~1000 steps: longer than these runs
         f"losses.perceptual.args.pretrained={str(pretrained).lower()}",

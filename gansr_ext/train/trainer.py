@@ -106,14 +106,20 @@ class Trainer:
         cl = self.device.type == "cuda" if cl == "auto" else cl
         self.mem_format = torch.channels_last if cl else torch.contiguous_format
         G = G.to(self.device, memory_format=self.mem_format)
-        self.G = nn.parallel.DistributedDataParallel(G) if self.world > 1 else G  # broadcasts rank 0's weights
+        if self.world > 1:  # DDP broadcasts rank 0's weights
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.G = nn.parallel.DistributedDataParallel(G, device_ids=ids, output_device=ids[0] if ids else None)
+        else:
+            self.G = G
         self.ema = EMA(G, tcfg["ema_decay"]) if tcfg["ema_decay"] > 0 else None
         self.D = None
+        self.sync_bn = False
         if self.gan:
             D = discriminator if discriminator is not None else build_discriminator(cfg)
             if cfg["dist"]["sync_bn"] and self.world > 1:
                 if self.device.type == "cuda":
                     D = nn.SyncBatchNorm.convert_sync_batchnorm(D)
+                    self.sync_bn = True
                 else:
                     self.notes.append("dist.sync_bn ignored: SyncBatchNorm runs on GPUs only")
             self.D = D.to(self.device, memory_format=self.mem_format)
@@ -129,6 +135,10 @@ class Trainer:
         self.gan_loss = self.losses.gan_loss
         if self.gan and self.gan_loss is None:
             raise ConfigError("stage 'gan' needs an adversarial loss term (losses.gan)")
+        if self.sync_bn and getattr(self.gan_loss, "needs_penalty", False):
+            raise ConfigError("dist.sync_bn=true cannot be combined with a gradient-penalty GAN loss "
+                              f"({cfg['losses']['gan']['type']}): SyncBatchNorm's backward is not twice "
+                              "differentiable; use sync_bn=false or a discriminator without BatchNorm (unet)")
 
         # optimisation
         self.opt_g = build_optimizer(self.G.parameters(), cfg["optim"]["g"], "optim.g")
@@ -225,7 +235,7 @@ class Trainer:
     # ------------------------------------------------------------------ one iteration
 
     def train_step(self, batch: dict) -> dict:
-        """One iteration; returns the logged scalars (empty dict's 'skipped' = 1 when skipped)."""
+        """One iteration; returns the logged scalars, with 'skipped' = 1.0 when a loss was not finite."""
         lr, hr = self._to_device(batch["lr"]), self._to_device(batch["hr"])
         it = self.iteration + 1
         stats: dict[str, float] = {}
@@ -420,9 +430,14 @@ class Trainer:
         if self.metrics is None:
             self.metrics = self._default_metrics(log)
         out_dir = self.run_dir / "samples" / f"iter_{self.iteration:08d}"
+        notes: list[str] = []
         results = run_validation(self.generator, self.val_set, self.metrics, self.device, self._autocast,
                                  self.cfg["data"]["val"]["max_images"], self.cfg["val"]["save_images"], out_dir,
-                                 self.mem_format)
+                                 self.mem_format, notes)
+        for n in notes:
+            if n not in self.notes:
+                self.notes.append(n)
+                log.info(n)
         self.last_val = results
         return results
 
@@ -509,6 +524,12 @@ class Trainer:
             log.info(f"iter {self.iteration} validation: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
         results = dist_utils.broadcast_object(results)
         value = results.get(self.best["metric"])
+        if value is None and results:
+            note = (f"best checkpoint: val.best_metric {self.best['metric']!r} is not among the validation "
+                    f"results ({', '.join(results)}); no best.pt is kept")
+            if note not in self.notes:
+                self.notes.append(note)
+                log.info(note)
         if value is not None and self._is_better(value):
             self.best.update(value=value, iteration=self.iteration)
             state = self.state_dict()
@@ -542,14 +563,10 @@ class Trainer:
         return summary
 
     def export(self, path: Path) -> Path:
-        """Write the EMA generator in the package's generator format."""
-        try:
-            from ..models import save_generator
-        except ImportError:
-            torch.save({"params_ema": self.generator.state_dict()}, path)
-            return path
-        save_generator(self.generator, path)
-        return path
+        """Write the EMA generator in the package's generator format (`gansr_ext.models.load_generator`)."""
+        from ..models import save_generator
+
+        return save_generator(self.generator, path)
 
 
 def lc_every(every: int, it: int, total: int) -> bool:

@@ -66,18 +66,27 @@ def super_resolve(model: torch.nn.Module, lr: torch.Tensor, device: torch.device
 
 @torch.no_grad()
 def run_validation(model, dataset, metrics: dict, device, autocast, max_images: int | None, save_images: int,
-                   out_dir: Path, memory_format=torch.contiguous_format) -> dict:
+                   out_dir: Path, memory_format=torch.contiguous_format, notes: list | None = None) -> dict:
+    """Mean of each metric over the (first `max_images`) validation images. A metric that rejects an
+    image (ValueError, e.g. NIQE on an image under 192 pixels) is averaged over the others, and left
+    out when it rejects them all; `notes` receives one line per such metric."""
     was_training = model.training
     model.eval()
-    sums = {k: 0.0 for k in metrics}
+    values: dict[str, list[float]] = {k: [] for k in metrics}
+    rejected: dict[str, str] = {}
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
     for i in range(n):
         item = dataset[i]
         sr = super_resolve(model, item["lr"], device, autocast, memory_format)[0]
         hr = item["hr"].float()
         for k, fn in metrics.items():
-            sums[k] += fn(sr, hr)
+            try:
+                values[k].append(fn(sr, hr))
+            except ValueError as e:
+                rejected.setdefault(k, f"{item.get('name', i)}: {e}")
         if i < save_images:
             save_png(sr, out_dir / f"{Path(str(item.get('name', i))).stem}.png")
     model.train(was_training)
-    return {k: v / max(n, 1) for k, v in sums.items()}
+    if notes is not None:
+        notes += [f"validation: {k} skipped on some images ({why})" for k, why in rejected.items()]
+    return {k: sum(v) / len(v) for k, v in values.items() if v}
