@@ -11,11 +11,19 @@ Spec (what `rrdb_reference` computes and the kernels must equal)::
 rdb1.conv1.bias, ..., rdb1.conv5.bias, rdb2..., rdb3.conv5.bias; conv_k.weight is
 (gc, nf + (k-1) gc, 3, 3) for k < 5 and (nf, nf + 4 gc, 3, 3) for conv5.
 
-The kernel (`torch.ops.gansr.rrdb_fwd` / `rrdb_bwd`) keeps one channels_last buffer
-(N, nf + 4 gc, H, W) per dense block: convs read channel prefixes and write their slices, so no
-concatenation is ever materialised; backward accumulates data gradients into one gradient buffer
-in place. Only the three block buffers are saved for backward. Parameters are cast to the
-activation dtype (autocast-style: bf16/fp16 activations -> bf16/fp16 GEMMs with fp32 accumulation).
+The op (`torch.ops.gansr.rrdb_fwd` / `rrdb_bwd`, csrc/rrdb/) keeps one channels_last buffer
+(N, nf + 4 gc, H, W) per dense block: convs read channel prefixes and write their slices (bias +
+LeakyReLU, and conv5's residual scaling straight into the next block's buffer, fused), so no
+concatenation is ever materialised. Only the three block buffers are saved for backward; the
+LeakyReLU derivative comes from the sign of the saved outputs.
+  CPU: ATen convolutions on prefix views; backward accumulates data gradients into one gradient
+    buffer in place.
+  CUDA: cuDNN convolutions on prefix views with fused epilogue kernels; backward keeps each conv's
+    data gradient and one gather kernel per slice sums them, applies the LeakyReLU derivative and
+    reduces the bias gradient (no add kernels, no separate reductions). GANSR_RRDB_CUTLASS=1 opts
+    convs 1..4 of the bf16/fp16 forward into CUTLASS implicit-GEMM kernels writing the slice directly.
+Parameters are cast to the activation dtype (autocast-style: bf16/fp16 activations -> bf16/fp16
+GEMMs with fp32 accumulation); their gradients come back in each parameter's own dtype.
 """
 
 from __future__ import annotations
