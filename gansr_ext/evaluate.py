@@ -499,7 +499,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", action="append", required=True, metavar="[NAME=]DIR",
                         help="test set: a folder of HR images, or with HR/ and LR/ (LRbicx4/) subfolders (repeatable)")
     parser.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder for tables and figures")
-    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--scale", type=int, default=4, help="SR factor; also the border shave for PSNR/SSIM/NIQE")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--metrics", nargs="+", choices=METRICS, default=list(METRICS))
     parser.add_argument("--crops", nargs="+", default=[], metavar="NAME:X,Y,SIZE",

