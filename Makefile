@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 PYTEST_ARGS ?=
 
-.PHONY: venv build test demo bench gpu-check clean
+.PHONY: venv build test demo bench gpu-check gpu-carry clean
 
 venv: $(VENV)/.deps-stamp
 
@@ -32,6 +32,11 @@ bench: build
 
 gpu-check:
 	bash python/gpu_check.sh
+
+# Wheels the GPU machine lacks (it has torch, numpy, pytest, scikit-image, no network): carry them
+# with the device tool's `carry: [".carry"]`; gpu_check.sh installs them.
+gpu-carry: venv
+	$(PIP) download -q --no-deps -d .carry/wheels lpips pytorch-fid nvidia-cutlass opencv-python-headless safetensors
 
 clean:
 	rm -rf build *.egg-info
