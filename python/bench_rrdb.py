@@ -7,40 +7,30 @@ measurements after warm-up, all variants re-measured in this run:
                         channels_last | CUDA-graphed eager / fused | torch.compile
   G (RRDBNet nb=23) fwd+bwd, same variants (+ CUDA-graphed fused), and the peak memory of the step
   inference 1x3x512x512 -> x4, fp16 weights, channels_last: fused vs eager
-Prints a table with ratios (eager / fused) and writes JSON to --out.
+Prints a table with ratios (eager / fused) and writes OUT.json + OUT.md (bench_common.write_results).
 
-    python python/bench_rrdb.py [--out bench/results/rrdb.json] [--quick] [--no-compile]
+    python python/bench_rrdb.py [--out bench/results/rrdb] [--quick] [--no-compile]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
-import json
 import os
-import statistics
-import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import metadata, time_fn, write_results  # noqa: E402
 
-def timed(fn, warmup: int, reps: int) -> float:
-    """Median milliseconds of `fn` (CUDA events around each call, after `warmup` calls)."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
+COLUMNS = ["fused", "fused_cutlass", "eager", "eager_graph", "fused_graph", "compile"]
+
+
+def _timed(fn, warmup: int, reps: int) -> float:
+    return time_fn(fn, torch.device("cuda"), warmup=warmup, iters=reps)
 
 
 def graphed(step, warmup: int = 3):
@@ -90,16 +80,16 @@ def rrdb_variants(nf, gc, B, lr, dtype, args):
     g = torch.randn_like(x)
     fused = lambda: rrdb(x, rrdb_params(block), fused=True).backward(g)  # noqa: E731
     eager = train_step(block, x, g, dtype)
-    res = {"fused": timed(fused, args.warmup, args.reps), "eager": timed(eager, args.warmup, args.reps)}
+    res = {"fused": _timed(fused, args.warmup, args.reps), "eager": _timed(eager, args.warmup, args.reps)}
     with cutlass_convs():
-        res["fused_cutlass"] = timed(fused, args.warmup, args.reps)
-    res["eager_graph"] = timed(graphed(eager), args.warmup, args.reps)
-    res["fused_graph"] = timed(graphed(fused), args.warmup, args.reps)
+        res["fused_cutlass"] = _timed(fused, args.warmup, args.reps)
+    res["eager_graph"] = _timed(graphed(eager), args.warmup, args.reps)
+    res["fused_graph"] = _timed(graphed(fused), args.warmup, args.reps)
     if not args.no_compile:
         compiled = torch.compile(block)
-        res["compile"] = timed(train_step(compiled, x, g, dtype), args.warmup, args.reps)
+        res["compile"] = _timed(train_step(compiled, x, g, dtype), args.warmup, args.reps)
     rdb = ResidualDenseBlock(nf, gc).to(dev).to(memory_format=torch.channels_last)
-    dense = {"eager": timed(train_step(rdb, x, g, dtype), args.warmup, args.reps), "fused": res["fused"] / 3}
+    dense = {"eager": _timed(train_step(rdb, x, g, dtype), args.warmup, args.reps), "fused": res["fused"] / 3}
     return res, dense
 
 
@@ -121,16 +111,16 @@ def generator_variants(B, lr, dtype, args):
         step()
         torch.cuda.synchronize()
         mem[name] = (torch.cuda.max_memory_allocated() - base) / 2**30
-        res[name] = timed(step, args.warmup, args.reps)
-        res[name + "_graph"] = timed(graphed(step), args.warmup, args.reps)
+        res[name] = _timed(step, args.warmup, args.reps)
+        res[name + "_graph"] = _timed(graphed(step), args.warmup, args.reps)
         if flag:
             with cutlass_convs():
-                res["fused_cutlass"] = timed(step, args.warmup, args.reps)
+                res["fused_cutlass"] = _timed(step, args.warmup, args.reps)
     G.set_fused(False)
     if not args.no_compile:
         for blk in G.body:  # regional compile: one graph per RRDB, reused 23 times
             blk.compile()
-        res["compile"] = timed(train_step(G, x, g, dtype), args.warmup, args.reps)
+        res["compile"] = _timed(train_step(G, x, g, dtype), args.warmup, args.reps)
     return res, mem
 
 
@@ -144,22 +134,15 @@ def inference(args):
     with torch.inference_mode():
         for name, flag in (("eager", False), ("fused", True)):
             G.set_fused(flag)
-            res[name] = timed(lambda: G(x), max(2, args.warmup // 2), max(3, args.reps // 4))
+            res[name] = _timed(lambda: G(x), max(2, args.warmup // 2), max(3, args.reps // 4))
         with cutlass_convs():  # fp16: CUTLASS forward convs
-            res["fused_cutlass"] = timed(lambda: G(x), max(2, args.warmup // 2), max(3, args.reps // 4))
+            res["fused_cutlass"] = _timed(lambda: G(x), max(2, args.warmup // 2), max(3, args.reps // 4))
     return size, res
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True, stderr=subprocess.DEVNULL).strip()
-    except Exception:
-        return "unknown"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="bench/results/rrdb.json")
+    p.add_argument("--out", default="bench/results/rrdb", help="writes OUT.json and OUT.md")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--nb", type=int, default=23, help="RRDBs in the generator")
@@ -176,33 +159,29 @@ def main(argv=None) -> int:
         return 0
     torch.backends.cudnn.benchmark = True
     dtype = torch.bfloat16
-    results = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "commit": git_commit(),
-               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "dtype": "bfloat16", "batch": 16, "rows": []}
-    rows = results["rows"]
+    meta = {**metadata(torch.device("cuda")), "dtype": "bfloat16", "batch": 16}
+    rows = []
+
+    def flush():  # write after every section so a timeout still leaves results
+        table = [{"work": r["work"], **{c: r[c] for c in COLUMNS if c in r},
+                  "eager/fused": r["eager"] / r["fused"] if r.get("fused") else ""} for r in rows]
+        write_results(args.out, "Fused RRDB: bf16 B16 fwd+bwd (ms unless stated); ratio = eager / fused", meta,
+                      table, ["work"] + COLUMNS + ["eager/fused"])
+
     t0 = time.time()
     for lr in ((32,) if args.quick else (32, 64)):
         rrdb_res, dense = rrdb_variants(64, 32, 16, lr, dtype, args)
         rows.append({"work": f"dense block fwd+bwd LR{lr}", **dense})
         rows.append({"work": f"RRDB fwd+bwd LR{lr}", **rrdb_res})
+        flush()
         g_res, mem = generator_variants(16, lr, dtype, args)
         rows.append({"work": f"G fwd+bwd LR{lr}", **g_res})
         rows.append({"work": f"G step peak memory LR{lr} (GiB)", **mem})
+        flush()
     size, inf = inference(args)
     rows.append({"work": f"inference 1x3x{size}x{size} -> x4 fp16", **inf})
-    results["seconds"] = round(time.time() - t0, 1)
-
-    cols = ["fused", "fused_cutlass", "eager", "eager_graph", "fused_graph", "compile"]
-    print(f"{results['device']}, torch {results['torch']}, bf16 B16 (ms unless stated); ratio = eager / fused")
-    print(f"{'work':<36}" + "".join(f"{c:>13}" for c in cols) + f"{'ratio':>8}")
-    for r in rows:
-        line = f"{r['work']:<36}" + "".join(f"{r[c]:>13.3f}" if c in r else f"{'-':>13}" for c in cols)
-        ratio = r["eager"] / r["fused"] if r.get("fused") else float("nan")
-        print(line + f"{ratio:>8.2f}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {args.out}")
+    flush()
+    print(f"bench_rrdb: {time.time() - t0:.0f} s")
     return 0
 
 
