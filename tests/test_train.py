@@ -43,7 +43,7 @@ def _final_state(trainer):
             **({"D": weights(trainer.D)} if trainer.D is not None else {})}
 
 
-@pytest.mark.parametrize("stage,extra", [("psnr", []),
+@pytest.mark.parametrize("stage,extra", [("psnr", []), ("psnr", ["data.num_workers=2"]),
                                          ("gan", ["losses.gan.type=ragp", "losses.frequency.weight=0.3"])])
 def test_resume_after_a_stop_is_bit_identical(tmp_path, stage, extra):
     """A run stopped after 5 iterations (last checkpoint at 3) and resumed equals an uninterrupted run:

@@ -494,7 +494,7 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
             it = self.iteration
-            if lc_every(cfg["log"]["every"], it, total) and count:
+            if _due(cfg["log"]["every"], it, total) and count:
                 now = time.perf_counter()
                 row = {k: v / count for k, v in sums.items() if k != "skipped"}
                 row["lr_g"] = self.opt_g.param_groups[0]["lr"]
@@ -569,7 +569,8 @@ class Trainer:
         return save_generator(self.generator, path)
 
 
-def lc_every(every: int, it: int, total: int) -> bool:
+def _due(every: int, it: int, total: int) -> bool:
+    """Every `every` iterations and at the last one (0: never)."""
     return bool(every) and (it % every == 0 or it == total)
 
 
