@@ -1,6 +1,7 @@
 """`gansr demo --quick` writes its whole report (tiny budget, CPU)."""
 
 import argparse
+import json
 
 import numpy as np
 from PIL import Image
@@ -12,7 +13,8 @@ from test_train_helpers import one_thread  # noqa: F401
 def test_quick_demo_writes_the_report(tmp_path):
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
-    args = parser.parse_args(["--quick", "--out", str(tmp_path / "out"), "--threads", "1", "--device", "cpu"])
+    args = parser.parse_args(["--quick", "--out", str(tmp_path / "out"), "--threads", "1", "--device", "cpu",
+                              "--iters", "9"])
     assert demo.run(args) == 0
     out = tmp_path / "out"
     for name in ("loss_curves.png", "sr_comparison.png", "spectrum.png"):
@@ -22,6 +24,8 @@ def test_quick_demo_writes_the_report(tmp_path):
     assert table[0].startswith("| Method |") and "PSNR" in table[0] and "NIQE" in table[0]
     assert [row.split("|")[1].strip() for row in table[1:]] == ["Bicubic", "L1 (stage 1)", "LPIPS+RaGP+FFT (stage 2)"]
     report = (out / "report.md").read_text()
+    assert "0.01 l1 + 1 lpips + 0.005 ragp + 0.3 fft" in report  # the final recipe's losses
+    assert json.loads((out / "metrics.json").read_text())["iters"] == [4, 5]  # --iters split over the stages
     assert "## Metrics" in report and "![SR comparison](sr_comparison.png)" in report
     if not demo._lpips_available()[0]:
         assert "RANDOM-WEIGHT backbone" in report

@@ -135,6 +135,11 @@ def _sr_images(gens: dict, folder: Path, device: torch.device) -> dict:
     return images
 
 
+def _loss_summary(cfg: dict) -> str:
+    """'0.01 l1 + 1 lpips + 0.005 ragp + 0.3 fft' from a config's losses."""
+    return " + ".join(f"{t['weight']:g} {t['type']}" for t in cfg["losses"].values() if t["weight"])
+
+
 # ---------------------------------------------------------------- figures
 
 def _read_csv(path: Path) -> list[dict]:
@@ -252,8 +257,7 @@ def run(args) -> int:
         f"4x super-resolution, RRDBNet (nf {nf}, nb {nb}, gc {gc}) trained on scikit-image's sample images "
         f"on {device} ({'fused ops' if fused else 'pure PyTorch ops'}), {seconds:.0f} s in all.", "",
         f"- stage 1 (recipe `esrgan_psnr`): L1, {it1} iterations, batch {batch}, HR crop {crop}",
-        f"- stage 2 (recipe `final`): 1e-2 L1 + 1.0 LPIPS + 5e-3 RaGP (lam 10) + 0.3 FFT loss, U-Net SN "
-        f"discriminator, {it2} iterations",
+        f"- stage 2 (recipe `final`): {_loss_summary(result['cfg2'])}, U-Net SN discriminator, {it2} iterations",
         "- evaluation (`gansr_ext.evaluate`): held-back images chelsea, coffee, rocket"
         + (" (208-pixel centre crops, --quick)" if args.quick else "")
         + "; PSNR/SSIM/NIQE on Y with a 4-pixel border; full tables and figures in `eval/`",
