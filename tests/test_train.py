@@ -146,6 +146,12 @@ def test_resumable_sampler_shards_and_resumes():
     assert list(s) != shards[1]  # a new epoch reshuffles
 
 
+def test_a_fresh_run_refuses_a_folder_with_checkpoints(tmp_path):
+    make(tiny_cfg(tmp_path, "train.total_iters=1")).train()
+    with pytest.raises(FileExistsError, match="already holds checkpoints.*--resume"):
+        make(tiny_cfg(tmp_path, "train.total_iters=1"))
+
+
 def test_trainer_rejects_a_dataset_smaller_than_the_batch(tmp_path):
     with pytest.raises(ValueError, match="fewer than data.batch_size=4"):
         make(tiny_cfg(tmp_path, "data.batch_size=4"), train_set=TinyImages(n=3))

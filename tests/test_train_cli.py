@@ -17,7 +17,8 @@ def test_train_then_resume_from_the_command_line(tmp_path, capsys):
     assert main(["train", "--resume", str(run_dir), "train.total_iters=5"]) == 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["iterations"] == 5 and summary["final_validation"]["psnr"] > 0
-    assert "resumed from" in (run_dir / "train.log").read_text() and "iter_00000003.pt" in (run_dir / "train.log").read_text()
+    log = (run_dir / "train.log").read_text()
+    assert "resumed from" in log and "iter_00000003.pt" in log
     assert main(["train", "esrgan_psnr", "optim.g.lrx=1"]) == 2
     assert "unknown config key 'optim.g.lrx'" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2

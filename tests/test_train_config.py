@@ -15,7 +15,8 @@ def test_override_values_are_yaml_parsed():
     assert cfg["optim"]["g"]["lr"] == 3e-4 and cfg["train"]["fused"] == "off" and cfg["data"]["crop"] == 64
 
 
-@pytest.mark.parametrize("bad,key,hint", [("optim.g.lrr=1", "optim.g.lrr", "lr"), ("trian.total_iters=3", "trian", "train"),
+@pytest.mark.parametrize("bad,key,hint", [("optim.g.lrr=1", "optim.g.lrr", "lr"),
+                                          ("trian.total_iters=3", "trian", "train"),
                                           ("losses.pixel.wieght=1", "losses.pixel.wieght", "weight")])
 def test_unknown_override_key_is_an_error_naming_it(bad, key, hint):
     with pytest.raises(ConfigError, match=f"unknown config key '{key}'; did you mean '{hint}'"):

@@ -68,7 +68,8 @@ def _overrides(args, device: str, budget: tuple, run_root: Path, pretrained: boo
         f"output_dir={run_root}", f"device={device}", f"seed={args.seed}", f"train.fused={args.fused}",
         f"model.generator.nf={nf}", f"model.generator.nb={nb}", f"model.generator.gc={gc}",
         "data.train.type=samples", "data.val.type=samples", f"data.crop={crop}", f"data.batch_size={batch}",
-        f"data.num_workers={4 if device == 'cuda' else 0}", "val.every=0", "val.metrics=[psnr, ssim]", "val.best_metric=psnr",
+        f"data.num_workers={4 if device == 'cuda' else 0}", "val.every=0", "val.metrics=[psnr, ssim]",
+        "val.best_metric=psnr",
         "val.save_images=3", "checkpoint.keep_last=1", "log.every=5",
         "train.ema_decay=0.99",  # 0.999 averages over ~1000 steps: longer than these runs
         f"losses.perceptual.args.pretrained={str(pretrained).lower()}",
@@ -83,6 +84,8 @@ def _train_stages(args, device: str, budget: tuple, out: Path, pretrained: bool,
     if args.iters is not None:
         it1, it2 = max(1, args.iters // 2), max(1, args.iters - args.iters // 2)
     runs = out / "runs"
+    for stage in ("stage1_psnr", "stage2_gan"):  # the demo's own runs: start them afresh
+        shutil.rmtree(runs / stage, ignore_errors=True)
     common = _overrides(args, device, budget, runs, pretrained)
     cfg1 = load_config("esrgan_psnr", common + [
         "name=stage1_psnr", f"train.total_iters={it1}", f"checkpoint.every={it1}", "optim.g.lr=5e-4",
@@ -271,7 +274,8 @@ def run(args) -> int:
     ]
     (out / "report.md").write_text("\n".join(report))
     with open(out / "metrics.json", "w") as f:
-        json.dump({"metrics": ev["datasets"]["samples"]["rows"], "notes": notes, "seconds": seconds, "iters": [it1, it2], "device": device,
+        json.dump({"metrics": ev["datasets"]["samples"]["rows"], "notes": notes, "seconds": seconds,
+                   "iters": [it1, it2], "device": device,
                    "fused": fused}, f, indent=2)
     print()
     print(table_md)

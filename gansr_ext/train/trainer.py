@@ -90,6 +90,10 @@ class Trainer:
         self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
         self.main = self.rank == 0
         self.run_dir = Path(run_dir) if run_dir is not None else Path(cfg["output_dir"]) / cfg["name"]
+        # before any collective (DDP init): no rank writes until every rank has looked
+        if not resume and CheckpointManager(self.run_dir / "checkpoints").latest() is not None:
+            raise FileExistsError(f"run folder {self.run_dir} already holds checkpoints: continue it with "
+                                  f"`gansr train --resume {self.run_dir}` or pick another name / output_dir")
         seed_everything(cfg["seed"] + self.rank)
         tcfg = cfg["train"]
         self.gan = cfg["stage"] == "gan"
