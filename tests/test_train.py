@@ -2,6 +2,7 @@
 
 import csv
 
+import numpy as np
 import pytest
 import torch
 
@@ -213,3 +214,26 @@ def test_validation_skips_a_metric_that_rejects_an_image(tmp_path):
     log = (tmp_path / "run" / "train.log").read_text()
     assert "validation: picky skipped on some images (img0: image too small)" in log
     assert "val.best_metric 'never' is not among the validation results" in log
+
+
+def test_datasets_from_config_folders(tmp_path):
+    from gansr_ext.data import write_image
+    from gansr_ext.train.builders import build_dataset
+    from gansr_ext.train.config import ConfigError, load_config
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        write_image(tmp_path / "hr" / f"{name}.png", rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+        write_image(tmp_path / "lr" / f"{name}x4.png", rng.integers(0, 256, (10, 12, 3), dtype=np.uint8))
+    cfg = load_config(None, ["data.crop=16", f"data.train.root={tmp_path / 'hr'}", "data.train.type=hr_only",
+                             "data.val.type=paired", f"data.val.root={tmp_path / 'hr'}",
+                             f"data.val.lr_root={tmp_path / 'lr'}"])
+    train, val = build_dataset(cfg, "train"), build_dataset(cfg, "val")
+    assert train[0]["hr"].shape == (3, 16, 16) and train[0]["lr"].shape == (3, 4, 4)
+    assert val[1]["hr"].shape == (3, 40, 48) and val[1]["lr"].shape == (3, 10, 12)
+    cfg["data"]["train"]["args"] = {"croppp": 3}
+    with pytest.raises(ConfigError, match="data.train.args.croppp"):
+        build_dataset(cfg, "train")
+    cfg["data"]["val"]["lr_root"] = None
+    with pytest.raises(ConfigError, match="data.val.lr_root"):
+        build_dataset(cfg, "val")
