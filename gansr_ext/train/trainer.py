@@ -85,8 +85,9 @@ class Trainer:
                  losses: nn.Module | None = None, metrics: dict | None = None,
                  resume: bool | str | Path = False):
         self.cfg = cfg
-        self.device = resolve_device(cfg["device"])
-        dist_utils.init_from_env(cfg["dist"]["backend"], self.device.type)
+        device_type = resolve_device(cfg["device"]).type
+        dist_utils.init_from_env(cfg["dist"]["backend"], device_type)
+        self.device = resolve_device(cfg["device"])  # after joining: cuda:LOCAL_RANK
         self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
         self.main = self.rank == 0
         self.run_dir = Path(run_dir) if run_dir is not None else Path(cfg["output_dir"]) / cfg["name"]
