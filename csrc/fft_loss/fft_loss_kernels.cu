@@ -28,14 +28,15 @@ __device__ void block_sum3(S* v, S* smem) {
   }
 }
 
-// grid (chunks, B): partial sums of the three p-th-power norms of one chunk of one image.
+// grid (B, chunks): partial sums of the three p-th-power norms of one chunk of one image. The batch
+// is the x dimension: gridDim.y is limited to 65535, chunks (<= 64) never come near it.
 template <typename T>
 __global__ void norms_partial_kernel(const T* __restrict__ spec, T scale, int64_t B, int64_t per, int p,
                                      bool cplx, T* __restrict__ partial) {
   __shared__ T smem[3 * (kThreads / 32)];
-  const int64_t b = blockIdx.y, chunks = gridDim.x;
+  const int64_t b = blockIdx.x, chunks = gridDim.y;
   const int64_t chunk = (per + chunks - 1) / chunks;
-  const int64_t lo = blockIdx.x * chunk, hi = min(per, lo + chunk);
+  const int64_t lo = blockIdx.y * chunk, hi = min(per, lo + chunk);
   const T* X = spec + 2 * (b * per);
   const T* Y = spec + 2 * ((B + b) * per);
   T v[3] = {T(0), T(0), T(0)};
@@ -47,7 +48,7 @@ __global__ void norms_partial_kernel(const T* __restrict__ spec, T scale, int64_
   }
   block_sum3(v, smem);
   if (threadIdx.x == 0)
-    for (int k = 0; k < 3; ++k) partial[(b * chunks + blockIdx.x) * 3 + k] = v[k];
+    for (int k = 0; k < 3; ++k) partial[(b * chunks + blockIdx.y) * 3 + k] = v[k];
 }
 
 // grid (B): deterministic second stage; writes norms[b, 0..2] and loss[b].
@@ -55,7 +56,7 @@ template <typename T>
 __global__ void norms_finish_kernel(const T* __restrict__ partial, int chunks, int p, T* __restrict__ norms,
                                     T* __restrict__ loss) {
   __shared__ T smem[3 * (kThreads / 32)];
-  const int b = blockIdx.x;
+  const int64_t b = blockIdx.x;
   T v[3] = {T(0), T(0), T(0)};
   for (int c = threadIdx.x; c < chunks; c += blockDim.x)
     for (int k = 0; k < 3; ++k) v[k] += partial[(b * chunks + c) * 3 + k];
@@ -107,7 +108,7 @@ int norms_chunks(int64_t per) {
 template <typename T>
 cudaError_t launch_norms(const T* spec, T scale, int64_t B, int64_t per, int p, bool cplx, T* partial, int chunks,
                          T* norms, T* loss, cudaStream_t stream) {
-  norms_partial_kernel<T><<<dim3(chunks, (unsigned)B), kThreads, 0, stream>>>(spec, scale, B, per, p, cplx,
+  norms_partial_kernel<T><<<dim3((unsigned)B, chunks), kThreads, 0, stream>>>(spec, scale, B, per, p, cplx,
                                                                                partial);
   norms_finish_kernel<T><<<(unsigned)B, kThreads, 0, stream>>>(partial, chunks, p, norms, loss);
   return cudaGetLastError();
