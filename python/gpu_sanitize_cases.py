@@ -29,7 +29,39 @@ def gradient_penalty_cases():
                          channels_last=True, autocast_dtype=torch.bfloat16).backward()
 
 
-CASES = [fft_loss_cases, gradient_penalty_cases]
+def rrdb_cases():
+    """Fused RRDB fwd + bwd: channel counts below / not a multiple of the 32-lane x dimension, odd
+    H/W, every dtype, and the CUTLASS forward convs (bf16/fp16, cin/gc multiples of 8)."""
+    import os
+
+    from gansr_ext.ops import rrdb as R
+
+    R._register()
+
+    def run(nf, gc, shape, dtype):
+        n, h, w = shape
+        params = []
+        for _ in range(R.N_BLOCKS):
+            for k in range(1, R.N_CONVS + 1):
+                cout = nf if k == R.N_CONVS else gc
+                params.append(torch.randn(cout, nf + (k - 1) * gc, 3, 3, device="cuda", dtype=dtype) * 0.1)
+                params.append(torch.randn(cout, device="cuda", dtype=dtype) * 0.1)
+        x = torch.randn(n, nf, h, w, device="cuda", dtype=dtype)
+        out, *bufs = torch.ops.gansr.rrdb_fwd(x, params)
+        torch.ops.gansr.rrdb_bwd(torch.randn_like(out), *bufs, params)
+
+    for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+        run(12, 8, (2, 7, 5), dtype)
+    run(40, 24, (1, 3, 9), torch.float32)
+    os.environ["GANSR_RRDB_CUTLASS"] = "1"
+    try:
+        for dtype in (torch.bfloat16, torch.float16):
+            run(32, 16, (2, 9, 7), dtype)
+    finally:
+        os.environ.pop("GANSR_RRDB_CUTLASS")
+
+
+CASES = [fft_loss_cases, gradient_penalty_cases, rrdb_cases]
 
 if __name__ == "__main__":
     for case in CASES:
