@@ -50,7 +50,8 @@ if [ -n "$SAN" ]; then
     step "compute-sanitizer $tool"
     # only this project's kernels (and cuFFT's, for the plan layouts) are instrumented: cuDNN under
     # the sanitizer would take minutes; no caching allocator, so an overrun hits unowned memory
-    filters=(--kernel-name kns=gansr --kernel-name kns=ImplicitGemmConvolution)
+    filters=(--kernel-name kns=gansr --kernel-name kns=N7cutlass
+             --kernel-name kns=cutlass::conv::kernel::ImplicitGemmConvolution)  # mangled or not: ours, not cuDNN's
     [ $tool = memcheck ] && filters+=(--kernel-name kns=fft)
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$(cap 120 60)" "$SAN" --tool $tool "${filters[@]}" --error-exitcode 3 \
       $PY python/gpu_sanitize_cases.py >"$TMP/sanitizer_$tool.log" 2>&1 || status=1

@@ -306,6 +306,18 @@ def test_cuda_graph_capture_replays_eager_result():
     torch.testing.assert_close(static[0], eager[0], atol=0, rtol=0)
 
 
+def _cutlass_launches(fn):
+    """fn()'s result and how many CUTLASS implicit-GEMM conv kernels (rrdb_cutlass.cu) it launched."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        out = fn()
+        torch.cuda.synchronize()
+    ours = ("cutlass::conv::kernel::ImplicitGemmConvolution", "N7cutlass6KernelINS_4conv6kernel23ImplicitGemm",
+            "N7cutlassL6KernelINS_4conv6kernel23ImplicitGemm")  # demangled, mangled
+    return out, sum(any(k in e.name for k in ours) for e in prof.events())
+
+
 @requires_cuda
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_cuda_cutlass_convs_match_the_cudnn_path(dtype, monkeypatch):
@@ -314,9 +326,12 @@ def test_cuda_cutlass_convs_match_the_cudnn_path(dtype, monkeypatch):
     params = [p.detach().to(dtype) for p in make_params(64, 32, torch.float32, device="cuda", scale=0.05)]
     x = torch.randn(2, 64, 9, 7, device="cuda").to(dtype)
     monkeypatch.delenv("GANSR_RRDB_CUTLASS", raising=False)
-    cudnn = torch.ops.gansr.rrdb_fwd(x, params)
+    cudnn, n_off = _cutlass_launches(lambda: torch.ops.gansr.rrdb_fwd(x, params))
     monkeypatch.setenv("GANSR_RRDB_CUTLASS", "1")
-    cutlass = torch.ops.gansr.rrdb_fwd(x, params)
+    cutlass, n_on = _cutlass_launches(lambda: torch.ops.gansr.rrdb_fwd(x, params))
+    # without this the test would compare cuDNN with cuDNN whenever the CUTLASS path falls back
+    assert n_on - n_off >= 12, (f"GANSR_RRDB_CUTLASS=1 ran {n_on - n_off} CUTLASS convs, expected 4 per dense block: "
+                                f"built without nvidia-cutlass (build_info) or can_implement refused the problem")
     for i, (a, b) in enumerate(zip(cutlass, cudnn)):
         scale = b.float().abs().max().item()
         torch.testing.assert_close(a.float(), b.float(), atol=0.02 * scale, rtol=0, msg=lambda m, i=i: f"output {i}: {m}")
