@@ -37,7 +37,8 @@ DEFAULTS: dict[str, Any] = {
         "pretrained_g": None,  # generator weights to start from (stage-1 result), any load_generator format
     },
     "data": {
-        # hr_only: LR made on the fly by bicubic downscaling; paired: HR and LR folders
+        # hr_only: folder of HR images, LR made on the fly by bicubic downscaling; paired: HR and LR
+        # folders; samples: scikit-image's sample images (gansr_ext.data.sample_images, demo and tests)
         "train": {"type": "hr_only", "root": None, "lr_root": None, "args": {}},
         "val": {"type": "paired", "root": None, "lr_root": None, "args": {}, "max_images": None},
         "crop": 128,  # HR crop size
@@ -48,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
         "g": {"type": "adam", "lr": 2.0e-4, "betas": [0.9, 0.99], "weight_decay": 0.0},
         "d": {"type": "adam", "lr": 1.0e-4, "betas": [0.9, 0.99], "weight_decay": 0.0},
     },
-    # multistep: lr * gamma at each milestone; cosine: cosine annealing restarted every `period`
+    # multistep: lr * gamma at each milestone; constant; cosine: cosine annealing restarted every `period`
     # iterations (BasicSR's CosineAnnealingRestartLR with equal restart weights), down to eta_min
     "scheduler": {"type": "multistep", "milestones": [200000, 400000, 600000, 800000], "gamma": 0.5,
                   "period": None, "eta_min": 1.0e-7},
