@@ -34,8 +34,10 @@ def rrdb_cases():
     H/W, every dtype, and the CUTLASS forward convs (bf16/fp16, cin/gc multiples of 8)."""
     import os
 
+    from gansr_ext._ext import require_extension
     from gansr_ext.ops import rrdb as R
 
+    require_extension()  # loads _C (the torch.ops.gansr.* schemas) before the fake/autograd registration
     R._register()
 
     def run(nf, gc, shape, dtype):
