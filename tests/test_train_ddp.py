@@ -17,35 +17,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, tmp: str, port: int) -> None:
+def _worker(rank: int, world: int, tmp: str, port: int, mode: str = "full") -> None:
+    """mode full: train 5 iterations; stop: stop after 4 (last checkpoint at 3); resume: continue it."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), GLOO_SOCKET_IFNAME="lo")
     torch.set_num_threads(1)
     from gansr_ext.train.trainer import Trainer
 
-    cfg = tiny_cfg(tmp, "train.total_iters=4", "losses.gan.type=ragp", "losses.frequency.weight=0.3",
+    cfg = tiny_cfg(tmp, "train.total_iters=5", "losses.gan.type=ragp", "losses.frequency.weight=0.3",
                    "model.discriminator.type=vgg128", "data.crop=128", "model.discriminator.args={nf: 4}",
                    "dist.sync_bn=true", stage="gan")
     tr = Trainer(cfg, train_set=TinyImages(n=8, size=128, crop=128), val_set=TinyImages(n=1, size=32, crop=None),
-                 metrics={"psnr": psnr_metric})
+                 metrics={"psnr": psnr_metric}, resume=mode == "resume")
     assert tr.world == world and tr.rank == rank
     shard = list(tr.sampler)
-    tr.train()
+    tr.train(stop_at=4 if mode == "stop" else None)
     torch.save({"G": weights(tr.G.module), "ema": weights(tr.ema.module), "D": weights(tr.D), "shard": shard},
                os.path.join(tmp, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
 
+def _launch(tmp, mode: str, world: int = 2) -> None:
+    # fork: the children skip re-importing torch (seconds each on the 2-core CI machine)
+    mp.start_processes(_worker, args=(world, str(tmp), _free_port(), mode), nprocs=world, join=True,
+                       start_method="fork")
+
+
 def test_two_gloo_processes_end_identical(tmp_path):
     world = 2
-    # fork: the children skip re-importing torch (seconds each on the 2-core CI machine)
-    mp.start_processes(_worker, args=(world, str(tmp_path), _free_port()), nprocs=world, join=True,
-                       start_method="fork")
+    _launch(tmp_path, "full")
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(world))
     assert set(r0["shard"]).isdisjoint(r1["shard"])  # each rank trains on its own half of the data
     for k in ("G", "ema", "D"):  # D includes its BatchNorm statistics (broadcast from rank 0)
         assert_same_weights(r0[k], r1[k])
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "iter_00000004.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "iter_00000005.pt", weights_only=False)
     assert_same_weights(r0["G"], ckpt["G"])
     assert len(ckpt["rng"]) == world  # every rank's RNG state, for exact resume
     log = (tmp_path / "run" / "train.log").read_text()
@@ -53,3 +58,15 @@ def test_two_gloo_processes_end_identical(tmp_path):
     assert "SyncBatchNorm runs on GPUs only" in log
     start = torch.load(tmp_path / "run" / "checkpoints" / "iter_00000000.pt", weights_only=False)
     assert not torch.equal(start["G"]["conv_first.weight"], ckpt["G"]["conv_first.weight"])  # it trained
+
+
+def test_two_gloo_processes_resume_exactly(tmp_path):
+    """Stopped after 4 iterations and resumed from the checkpoint at 3, each rank ends where an
+    uninterrupted 2-process run ends (every rank's RNG state and data shard position restored)."""
+    _launch(tmp_path / "full", "full")
+    _launch(tmp_path / "cut", "stop")
+    _launch(tmp_path / "cut", "resume")
+    for r in range(2):
+        a, b = (torch.load(tmp_path / run / f"rank{r}.pt") for run in ("full", "cut"))
+        for k in ("G", "ema", "D"):
+            assert_same_weights(a[k], b[k])
