@@ -150,6 +150,10 @@ def test_kernel_checks_inputs_itself():
         torch.ops.gansr.fft_loss_fwd(x.int(), x.int(), 2, False)
     with pytest.raises(RuntimeError, match="empty"):
         torch.ops.gansr.fft_loss_fwd(x[:0], x[:0], 2, False)
+    # norms of another dtype than spec: the CUDA kernel would read spec out of bounds
+    _, norms, spec = torch.ops.gansr.fft_loss_fwd(x, x, 2, False)
+    with pytest.raises(RuntimeError, match="real dtype of spec"):
+        torch.ops.gansr.fft_loss_bwd(torch.ones(1), spec, norms.double(), 2, False, 8, True)
 
 
 @pytest.mark.parametrize("complex_mode", [False, True])

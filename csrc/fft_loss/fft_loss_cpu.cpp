@@ -37,6 +37,9 @@ void check_fft_loss_bwd_inputs(const at::Tensor& grad_loss, const at::Tensor& sp
   TORCH_CHECK(spec.size(4) == W / 2 + 1, op, ": W=", W, " does not match spec width ", spec.size(4));
   const int64_t B = spec.size(1);
   TORCH_CHECK(norms.dim() == 2 && norms.size(0) == B && norms.size(1) == 3, op, ": norms must be (B, 3)");
+  // the CUDA kernel reads spec as interleaved values of norms' dtype: a mismatch would read out of bounds
+  TORCH_CHECK(norms.scalar_type() == c10::toRealValueType(spec.scalar_type()), op, ": norms (",
+              norms.scalar_type(), ") must be the real dtype of spec (", spec.scalar_type(), ")");
   TORCH_CHECK(grad_loss.dim() == 1 && grad_loss.size(0) == B, op, ": grad_loss must be (B,), got ",
               grad_loss.sizes());
   TORCH_CHECK(grad_loss.device() == spec.device() && norms.device() == spec.device(), op,
