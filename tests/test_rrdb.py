@@ -310,11 +310,11 @@ def _cutlass_launches(fn):
     """fn()'s result and how many CUTLASS implicit-GEMM conv kernels (rrdb_cutlass.cu) it launched."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         out = fn()
         torch.cuda.synchronize()
     ours = ("cutlass::conv::kernel::ImplicitGemmConvolution", "N7cutlass6KernelINS_4conv6kernel23ImplicitGemm",
-            "N7cutlassL6KernelINS_4conv6kernel23ImplicitGemm")  # demangled, mangled
+            "N7cutlassL6KernelINS_4conv6kernel23ImplicitGemm")  # demangled (as the profiler names them), mangled
     return out, sum(any(k in e.name for k in ours) for e in prof.events())
 
 
