@@ -10,7 +10,7 @@ import pytest
 from gansr_ext.cli import main as gansr_main
 from gansr_ext.data import PairedImageDataset, extract_subimages, imresize, prepare_dataset, read_image, write_image
 from gansr_ext.data.downloader import DownloadError, download
-from gansr_ext.data.io import _load
+from gansr_ext.data.io import read_image_native as _load
 from gansr_ext.data.prepare import DATASETS, crop_positions, find_dataset_dirs
 
 RNG = np.random.default_rng(0)

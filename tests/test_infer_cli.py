@@ -7,7 +7,7 @@ from PIL import Image
 
 from gansr_ext.cli import main
 from gansr_ext.data import read_image, write_image
-from gansr_ext.data.io import _load as load_native
+from gansr_ext.data.io import read_image_native as load_native
 from gansr_ext.infer import Upscaler
 from gansr_ext.models import RRDBNet, save_generator
 

@@ -132,8 +132,7 @@ def test_save_accepts_wrapped_models_and_rejects_others(tmp_path):
 
 def test_failed_save_leaves_no_file(tmp_path, monkeypatch):
     def broken_save(obj, f):
-        with open(f, "wb") as fh:
-            fh.write(b"partial")
+        f.write(b"partial")  # the saver hands torch.save an open temp file
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)

@@ -9,13 +9,13 @@ dropped by `read_image` and returned separately by `read_image_with_alpha`. Any 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "read_image", "read_image_with_alpha", "write_image",
+from .._fileio import atomic_write
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "read_image", "read_image_native", "read_image_with_alpha", "write_image",
            "list_images"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -121,7 +121,7 @@ def _encode_png16(arr: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _load(path) -> np.ndarray:
+def read_image_native(path) -> np.ndarray:
     """HWC array (uint8 / uint16 / float32, 1-4 channels), EXIF orientation applied."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -154,7 +154,7 @@ def _to_float(arr: np.ndarray) -> np.ndarray:
 
 def read_image_with_alpha(path):
     """(RGB float32 HWC in [0, 1], alpha float32 HW in [0, 1] or None if the file has none)."""
-    arr = _to_float(_load(path))
+    arr = _to_float(read_image_native(path))
     c = arr.shape[2]
     alpha = arr[:, :, c - 1].copy() if c in (2, 4) else None
     color = arr[:, :, :3] if c >= 3 else np.repeat(arr[:, :, :1], 3, axis=2)
@@ -229,20 +229,15 @@ def write_image(path, img, quality: int = 95, bit_depth: int = 8) -> Path:
     arr = _quantize(_as_hwc_array(img), bit_depth)
     if ext in (".jpg", ".jpeg") and arr.shape[2] in (2, 4):
         arr = arr[:, :, : arr.shape[2] - 1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if bit_depth == 16:
-                f.write(_encode_png16(arr))
-            else:
-                im = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
-                kwargs = {"quality": int(quality)} if ext in (".jpg", ".jpeg", ".webp") else {}
-                im.save(f, format=_PIL_FORMATS[ext], **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    def write(f):
+        if bit_depth == 16:
+            f.write(_encode_png16(arr))
+        else:
+            im = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+            kwargs = {"quality": int(quality)} if ext in (".jpg", ".jpeg", ".webp") else {}
+            im.save(f, format=_PIL_FORMATS[ext], **kwargs)
+
+    atomic_write(path, write)
     return path
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .imresize import imresize, modcrop
-from .io import _load, list_images, write_image
+from .io import list_images, read_image_native, write_image
 
 __all__ = ["DatasetInfo", "DATASETS", "find_dataset_dirs", "crop_positions", "extract_subimages",
            "prepare_dataset"]
@@ -115,7 +115,7 @@ def extract_subimages(in_dir, out_dir, crop: int = 480, step: int = 240, thresh:
     out_dir = Path(out_dir)
     written = []
     for path in list_images(in_dir):
-        arr = _load(path)
+        arr = read_image_native(path)
         if min(arr.shape[:2]) < crop:
             warnings.warn(f"extract_subimages: {path} ({arr.shape[0]}x{arr.shape[1]}) is smaller than {crop}; skipped",
                           stacklevel=2)
@@ -150,7 +150,7 @@ def prepare_dataset(hr_dir, out_root, scale: int = 4, crop: int | None = None, s
     if not files:
         raise ValueError(f"prepare_dataset: no images in {hr_dir}")
     for path in files:
-        arr = modcrop(_load(path), scale)
+        arr = modcrop(read_image_native(path), scale)
         if min(arr.shape[:2]) < scale:
             warnings.warn(f"prepare_dataset: {path} is smaller than the scale {scale}; skipped", stacklevel=2)
             continue

@@ -129,7 +129,7 @@ def output_path(src: Path, out_dir: Path, ext: str, suffix: str, taken: set) -> 
 def upscale_file(up: Upscaler, src: Path, dst: Path, outscale, quality: int) -> tuple[tuple, tuple]:
     """Read (native bit depth, channels, EXIF orientation applied), upscale, write; returns the sizes."""
     from ..data import write_image
-    from ..data.io import _load as load_native  # HWC uint8/uint16/float32 with 1-4 channels
+    from ..data.io import read_image_native as load_native  # HWC uint8/uint16/float32 with 1-4 channels
 
     img = load_native(src)
     out = up.upscale(img, outscale=outscale)

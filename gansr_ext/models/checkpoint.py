@@ -20,12 +20,12 @@ import json
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .._fileio import atomic_write
 from .rrdbnet import RRDBNet
 
 FORMAT_NAME = "gansr_ext"
@@ -244,33 +244,18 @@ def _cpu_state_dict(model: RRDBNet) -> dict:
     return {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
 
 
-def _atomic_write(path: Path, write) -> Path:
-    """`write(tmp_path)` then rename over `path`, so readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def save_generator(model, path) -> Path:
     """Save in the gansr_ext format: `.safetensors` (arch in the header metadata) or `.pth`/`.pt`."""
     model, path = _unwrap_model(model), Path(path).expanduser()
     sd = _cpu_state_dict(model)
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save as save_safetensors
 
         meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "arch": json.dumps(model.arch)}
-        return _atomic_write(path, lambda tmp: save_file(sd, tmp, metadata=meta))
+        return atomic_write(path, lambda f: f.write(save_safetensors(sd, metadata=meta)))
     if path.suffix in _PTH_SUFFIXES:
         obj = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "arch": model.arch, "params": sd}
-        return _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+        return atomic_write(path, lambda f: torch.save(obj, f))
     raise ValueError(f"save_generator: unknown suffix {path.suffix!r} for {path}; use .safetensors or "
                      f"one of {_PTH_SUFFIXES}")
 
@@ -278,4 +263,4 @@ def save_generator(model, path) -> Path:
 def export_basicsr(model, path) -> Path:
     """Save `{"params_ema": state_dict}` as BasicSR / Real-ESRGAN tools expect (no metadata)."""
     model, path = _unwrap_model(model), Path(path).expanduser()
-    return _atomic_write(path, lambda tmp: torch.save({"params_ema": _cpu_state_dict(model)}, tmp))
+    return atomic_write(path, lambda f: torch.save({"params_ema": _cpu_state_dict(model)}, f))

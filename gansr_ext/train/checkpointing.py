@@ -7,34 +7,21 @@ A file is written to a temporary name in the same folder, flushed to disk and re
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .._fileio import atomic_write
 
 _ITER_RE = re.compile(r"^iter_(\d+)\.pt$")
 
 
 def atomic_save(obj, path: str | Path) -> Path:
     """torch.save to a temp file next to `path`, fsync, then os.replace onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def rng_state() -> dict:
