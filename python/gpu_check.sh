@@ -28,7 +28,9 @@ cap() { local l; l=$(( $(left) - ${2:-0} )); echo $(( l < $1 ? (l > 1 ? l : 1) :
 step "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
 step "torch: $($PY -c 'import torch; print(torch.__version__, torch.version.cuda)')  commit: $(git rev-parse --short HEAD 2>/dev/null)"
 if [ -d .carry/wheels ]; then
-  $PY -m pip install -q --no-index --find-links .carry/wheels .carry/wheels/*.whl >"$OUT/carry_install.log" 2>&1 || true
+  # --no-deps, as `make gpu-carry` downloads them: one unresolvable requirement (nvidia-cutlass needs
+  # cuda-python, pydot, treelib; only its headers are used) would otherwise make pip install none
+  $PY -m pip install -q --no-index --no-deps .carry/wheels/*.whl >"$OUT/carry_install.log" 2>&1 || true
 fi
 
 step "build (archs $GANSR_CUDA_ARCHS)"
