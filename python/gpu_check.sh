@@ -52,11 +52,17 @@ if [ -n "$SAN" ]; then
     step "compute-sanitizer $tool"
     # only this project's kernels (and cuFFT's, for the plan layouts) are instrumented: cuDNN under
     # the sanitizer would take minutes; no caching allocator, so an overrun hits unowned memory
-    filters=(--kernel-name kns=gansr --kernel-name kns=N7cutlass
-             --kernel-name kns=cutlass::conv::kernel::ImplicitGemmConvolution)  # mangled or not: ours, not cuDNN's
-    [ $tool = memcheck ] && filters+=(--kernel-name kns=fft)
-    PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$(cap 120 60)" "$SAN" --tool $tool "${filters[@]}" --error-exitcode 3 \
-      $PY python/gpu_sanitize_cases.py >"$TMP/sanitizer_$tool.log" 2>&1 || status=1
+    # one regex (partial match; our CUTLASS kernel mangled or demangled, not cuDNN's cutlass__5x_cudnn ones)
+    kernels='gansr|N7cutlass|cutlass::conv::kernel::ImplicitGemmConvolution'
+    [ $tool = memcheck ] && kernels="$kernels|fft"
+    san() { PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$(cap 120 60)" "$SAN" --tool $tool --kernel-name "$1" \
+              --error-exitcode 3 $PY python/gpu_sanitize_cases.py >"$TMP/sanitizer_$tool.log" 2>&1; }
+    san "regex=$kernels"; rc=$?
+    if [ $rc -ne 0 ] && ! grep -q "ERROR SUMMARY" "$TMP/sanitizer_$tool.log" && grep -qi "kernel-name\|regex" "$TMP/sanitizer_$tool.log"; then
+      echo "(no regex filter in this compute-sanitizer: kns=gansr, CUTLASS unchecked)" | tee -a "$OUT/summary.txt"
+      san kns=gansr; rc=$?
+    fi
+    [ $rc -eq 0 ] || status=1
     { echo "== $tool"; tail -200 "$TMP/sanitizer_$tool.log"; } >>"$OUT/sanitizer.log"
     tail -3 "$TMP/sanitizer_$tool.log" | tee -a "$OUT/summary.txt"
   done
