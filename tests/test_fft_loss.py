@@ -206,6 +206,17 @@ def test_cuda_equals_reference_fp32(shape, p, mode, fresh_seed, poison):
         torch.testing.assert_close(a / scale, b / scale, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=requires_cuda)])
+def test_batch_beyond_the_cuda_grid_y_limit(device):
+    # 70000 images: on CUDA the batch must not be a grid y dimension (at most 65535 blocks)
+    sr, hr = _pair((70000, 1, 2, 2), dtype=torch.float32, device=device)
+    lf, gf = _loss_and_grads(lambda a, b: fft_loss(a, b, reduction="none", fused=True), sr, hr)
+    lr, gr = _loss_and_grads(lambda a, b: fft_loss_reference(a, b, reduction="none"), sr, hr)
+    torch.testing.assert_close(lf, lr, rtol=1e-4, atol=1e-6)
+    for a, b in zip(gf, gr):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
 @requires_cuda
 @pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 3, 7, 5)])
 def test_cuda_fp64_gradcheck(shape):
