@@ -139,6 +139,29 @@ LPIPS_BACKBONES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pt
                    "squeeze": "squeezenet1_1-b8a52dc0.pth"}
 
 
+def build_lpips(net: str = "alex", pretrained: bool = True, weights_path=None, what: str = "LPIPS"):
+    """`lpips.LPIPS` with the calibrated linear layers its wheel ships and the ImageNet backbone
+    (alexnet / vgg16 / squeezenet1_1) from `weights_path` or the torch hub cache; random when not
+    `pretrained`. Shared by `LPIPSLoss` and `gansr_ext.metrics.LPIPSMetric`."""
+    import lpips
+
+    if net not in LPIPS_BACKBONES:
+        raise ValueError(f"{what}: net must be one of {sorted(LPIPS_BACKBONES)}, got {net!r}")
+    state = None
+    if pretrained:
+        name = LPIPS_BACKBONES[net]
+        state = load_state_dict(name, _TV + name, weights_path, what=f"{what} ({net} backbone)")
+    with warnings.catch_warnings():  # lpips uses torchvision's deprecated `pretrained=` argument
+        warnings.simplefilter("ignore", UserWarning)
+        # random trunk here (lpips would download it), the ImageNet one loaded below
+        model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+    if state is not None:
+        # lpips slices keep torchvision's `features` indices: net.sliceK.N.* <- features.N.*
+        trunk = {k: state["features." + k.split(".", 1)[1]] for k in model.net.state_dict()}
+        model.net.load_state_dict(trunk)
+    return model
+
+
 class LPIPSLoss(_FrozenNetLoss):
     """LPIPS (Zhang et al. 2018) through the `lpips` package::
 
@@ -152,22 +175,7 @@ class LPIPSLoss(_FrozenNetLoss):
     def __init__(self, net: str = "alex", pretrained: bool = True, weights_path=None, reduction: str = "mean",
                  loss_weight: float = 1.0):
         super().__init__()
-        import lpips
-
-        if net not in LPIPS_BACKBONES:
-            raise ValueError(f"LPIPSLoss: net must be one of {sorted(LPIPS_BACKBONES)}, got {net!r}")
-        state = None
-        if pretrained:
-            name = LPIPS_BACKBONES[net]
-            state = load_state_dict(name, _TV + name, weights_path, what=f"LPIPSLoss ({net} backbone)")
-        with warnings.catch_warnings():  # lpips uses torchvision's deprecated `pretrained=` argument
-            warnings.simplefilter("ignore", UserWarning)
-            # random trunk here (lpips would download it), the ImageNet one loaded below
-            self.lpips = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
-        if state is not None:
-            # lpips slices keep torchvision's `features` indices: net.sliceK.N.* <- features.N.*
-            trunk = {k: state["features." + k.split(".", 1)[1]] for k in self.lpips.net.state_dict()}
-            self.lpips.net.load_state_dict(trunk)
+        self.lpips = build_lpips(net, pretrained, weights_path, what="LPIPSLoss")
         freeze(self.lpips)
         self.net, self.loss_weight = net, float(loss_weight)
         self.reduction = check_reduction(reduction, "LPIPSLoss")
