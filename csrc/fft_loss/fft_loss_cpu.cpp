@@ -5,6 +5,8 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <type_traits>
+#include <vector>
 
 #include "../common.h"
 #include "fft_loss.h"
@@ -48,6 +50,36 @@ void check_fft_loss_bwd_inputs(const at::Tensor& grad_loss, const at::Tensor& sp
 
 namespace {
 
+// Loops are templated on the mode and p so the per-element branches fold away and `omp simd`
+// (compiled with -fopenmp-simd, no OpenMP runtime) can vectorise them.
+template <typename F>
+void dispatch_mode(bool complex_mode, int64_t p, F&& f) {
+  if (complex_mode) {
+    p == 2 ? f(std::true_type{}, std::integral_constant<int, 2>{}) : f(std::true_type{}, std::integral_constant<int, 1>{});
+  } else {
+    p == 2 ? f(std::false_type{}, std::integral_constant<int, 2>{}) : f(std::false_type{}, std::integral_constant<int, 1>{});
+  }
+}
+
+constexpr int64_t kChunk = 4096;  // fixed chunking: the same sums whatever the thread count
+
+// Sums of the three p-th-power terms over elements [lo, hi) of one image (interleaved re, im).
+template <typename T, bool CPLX, int P>
+void chunk_sums(const T* X, const T* Y, int64_t lo, int64_t hi, T scale, double* out) {
+  T a = 0, b = 0, c = 0;
+#pragma omp simd reduction(+ : a, b, c)
+  for (int64_t i = lo; i < hi; ++i) {
+    const fftloss::Terms<T> t =
+        fftloss::terms<T>(scale * X[2 * i], scale * X[2 * i + 1], scale * Y[2 * i], scale * Y[2 * i + 1], CPLX, P);
+    a += t.d;
+    b += t.x;
+    c += t.y;
+  }
+  out[0] = a;
+  out[1] = b;
+  out[2] = c;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fft_loss_fwd_cpu(const at::Tensor& sr, const at::Tensor& hr,
                                                                 int64_t p, bool complex_mode) {
   check_fft_loss_inputs(sr, hr, p);
@@ -56,37 +88,71 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fft_loss_fwd_cpu(const at::Tensor
   auto x = at::stack({sr, hr}).to(ct);
   auto spec = at::fft_rfft2(x, c10::nullopt, {-2, -1}, "backward").contiguous();  // unnormalised, as cuFFT
   const int64_t per = spec.numel() / (2 * B);
+  const int64_t chunks = (per + kChunk - 1) / kChunk;
   auto opts = sr.options().dtype(ct);
   auto loss = new_output({B}, opts);
   auto norms = new_output({B, 3}, opts);
+  std::vector<double> partial(B * chunks * 3);
   AT_DISPATCH_FLOATING_TYPES(ct, "fft_loss_fwd_cpu", [&] {
-    using cplx = c10::complex<scalar_t>;
-    const cplx* X = spec.const_data_ptr<cplx>();
-    const cplx* Y = X + B * per;
+    const scalar_t* X = reinterpret_cast<const scalar_t*>(spec.const_data_ptr());
+    const scalar_t* Y = X + 2 * B * per;
+    const scalar_t scale = scalar_t(1.0 / std::sqrt((double)(sr.size(2) * sr.size(3))));
+    dispatch_mode(complex_mode, p, [&](auto cplx, auto pp) {
+      at::parallel_for(0, B * chunks, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t b = t / chunks, lo = (t % chunks) * kChunk, hi = std::min(per, lo + kChunk);
+          chunk_sums<scalar_t, decltype(cplx)::value, decltype(pp)::value>(X + 2 * b * per, Y + 2 * b * per, lo, hi,
+                                                                           scale, &partial[3 * t]);
+        }
+      });
+    });
     scalar_t* L = loss.data_ptr<scalar_t>();
     scalar_t* Nm = norms.data_ptr<scalar_t>();
-    const double scale = 1.0 / std::sqrt((double)(sr.size(2) * sr.size(3)));
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        double s[3] = {0, 0, 0};  // accumulate in double: up to millions of terms per image
-        for (int64_t i = 0; i < per; ++i) {
-          const cplx xv = X[b * per + i], yv = Y[b * per + i];
-          fftloss::Terms<double> t = fftloss::terms<double>(scale * xv.real(), scale * xv.imag(),
-                                                             scale * yv.real(), scale * yv.imag(), complex_mode, p);
-          s[0] += t.d;
-          s[1] += t.x;
-          s[2] += t.y;
-        }
-        fftloss::finish<scalar_t>(s, p, Nm + 3 * b, L + b);
-      }
-    });
+    for (int64_t b = 0; b < B; ++b) {
+      double s[3] = {0, 0, 0};  // chunk sums combined in double, in a fixed order
+      for (int64_t c = 0; c < chunks; ++c)
+        for (int k = 0; k < 3; ++k) s[k] += partial[3 * (b * chunks + c) + k];
+      fftloss::finish<scalar_t>(s, (int)p, Nm + 3 * b, L + b);
+    }
   });
   return {loss, norms, spec};
 }
 
-at::Tensor fft_loss_bwd_cpu(const at::Tensor& grad_loss, const at::Tensor& spec,
-                                                    const at::Tensor& norms, int64_t p, bool complex_mode,
-                                                    int64_t W, bool need_hr) {
+// One row of Z (see fftloss::folded_grad): the self-mirrored columns 0 and W/2 (W even) scalar, the
+// rest vectorised.
+template <typename T, bool CPLX, int P, bool HR>
+void grad_row(const fftloss::Coef<T>& k, const T* X, const T* Y, const T* Xm, const T* Ym, T* Zx, T* Zy, int64_t Wf,
+              int64_t W, T s) {
+  auto mirrored = [&](int64_t c) {
+    T out[4];
+    fftloss::folded_grad<T>(k, CPLX, P, true, s * X[2 * c], s * X[2 * c + 1], s * Y[2 * c], s * Y[2 * c + 1],
+                            s * Xm[2 * c], s * Xm[2 * c + 1], s * Ym[2 * c], s * Ym[2 * c + 1], HR, out);
+    Zx[2 * c] = s * out[0];
+    Zx[2 * c + 1] = s * out[1];
+    if (HR) {
+      Zy[2 * c] = s * out[2];
+      Zy[2 * c + 1] = s * out[3];
+    }
+  };
+  mirrored(0);
+  const int64_t hi = W % 2 == 0 ? Wf - 1 : Wf;
+  const T h = T(0.5) * s;  // Hermitian half times the orthonormal 1/sqrt(HW) of the unscaled inverse
+#pragma omp simd
+  for (int64_t c = 1; c < hi; ++c) {
+    T gx[2], gy[2];
+    fftloss::element_grad<T>(k, CPLX, P, s * X[2 * c], s * X[2 * c + 1], s * Y[2 * c], s * Y[2 * c + 1], gx, gy);
+    Zx[2 * c] = h * gx[0];
+    Zx[2 * c + 1] = h * gx[1];
+    if (HR) {
+      Zy[2 * c] = h * gy[0];
+      Zy[2 * c + 1] = h * gy[1];
+    }
+  }
+  if (W % 2 == 0) mirrored(Wf - 1);
+}
+
+at::Tensor fft_loss_bwd_cpu(const at::Tensor& grad_loss, const at::Tensor& spec, const at::Tensor& norms, int64_t p,
+                            bool complex_mode, int64_t W, bool need_hr) {
   check_fft_loss_bwd_inputs(grad_loss, spec, norms, p, W);
   const int64_t B = spec.size(1), C = spec.size(2), H = spec.size(3), Wf = spec.size(4);
   const int64_t nz = need_hr ? 2 : 1;
@@ -95,36 +161,34 @@ at::Tensor fft_loss_bwd_cpu(const at::Tensor& grad_loss, const at::Tensor& spec,
   auto go = grad_loss.to(norms.scalar_type()).contiguous();
   auto z = new_output({nz, B, C, H, Wf}, spec.options());
   AT_DISPATCH_FLOATING_TYPES(norms.scalar_type(), "fft_loss_bwd_cpu", [&] {
-    using cplx = c10::complex<scalar_t>;
-    const cplx* X = spec_c.const_data_ptr<cplx>();
     const int64_t plane = H * Wf, per = C * plane;
-    const cplx* Y = X + B * per;
+    const scalar_t* X = reinterpret_cast<const scalar_t*>(spec_c.const_data_ptr());
+    const scalar_t* Y = X + 2 * B * per;
     const scalar_t* Nm = norms_c.const_data_ptr<scalar_t>();
     const scalar_t* G = go.const_data_ptr<scalar_t>();
-    cplx* Z = z.data_ptr<cplx>();
+    scalar_t* Z = reinterpret_cast<scalar_t*>(z.data_ptr());
     const scalar_t s = scalar_t(1.0 / std::sqrt((double)(H * W)));
-    at::parallel_for(0, B * C * H, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t row = r0; row < r1; ++row) {
-        const int64_t b = row / (C * H), r = row % H;
-        const int64_t base = row / H * plane;  // (b, c) plane offset
-        const int64_t rm = (H - r) % H;        // mirrored row
-        const fftloss::Coef<scalar_t> k = fftloss::coef<scalar_t>(Nm + 3 * b, G[b], p);
-        for (int64_t col = 0; col < Wf; ++col) {
-          const int64_t i = base + r * Wf + col, im = base + rm * Wf + col;
-          const bool self_mirror = col == 0 || (W % 2 == 0 && col == W / 2);
-          scalar_t out[4];
-          fftloss::folded_grad<scalar_t>(k, complex_mode, p, self_mirror, s * X[i].real(), s * X[i].imag(),
-                                         s * Y[i].real(), s * Y[i].imag(), s * X[im].real(), s * X[im].imag(),
-                                         s * Y[im].real(), s * Y[im].imag(), need_hr, out);
-          // unnormalised inverse below: the orthonormal adjoint's 1/sqrt(HW) is applied here
-          Z[i] = cplx(s * out[0], s * out[1]);
-          if (need_hr) Z[B * per + i] = cplx(s * out[2], s * out[3]);
+    dispatch_mode(complex_mode, p, [&](auto cplx, auto pp) {
+      constexpr bool CPLX = decltype(cplx)::value;
+      constexpr int P = decltype(pp)::value;
+      at::parallel_for(0, B * C * H, 16, [&](int64_t r0, int64_t r1) {
+        for (int64_t row = r0; row < r1; ++row) {
+          const int64_t b = row / (C * H), r = row % H;
+          const int64_t base = row / H * plane;  // (b, c) plane offset
+          const int64_t i = base + r * Wf, im = base + ((H - r) % H) * Wf;  // row and mirrored row
+          const fftloss::Coef<scalar_t> k = fftloss::coef<scalar_t>(Nm + 3 * b, G[b], p);
+          if (need_hr) {
+            grad_row<scalar_t, CPLX, P, true>(k, X + 2 * i, Y + 2 * i, X + 2 * im, Y + 2 * im, Z + 2 * i,
+                                              Z + 2 * (B * per + i), Wf, W, s);
+          } else {
+            grad_row<scalar_t, CPLX, P, false>(k, X + 2 * i, Y + 2 * i, X + 2 * im, Y + 2 * im, Z + 2 * i, nullptr,
+                                               Wf, W, s);
+          }
         }
-      }
+      });
     });
   });
-  auto g = at::fft_irfft2(z, c10::IntArrayRef({H, W}), {-2, -1}, "forward");  // "forward": inverse unscaled
-  return g;
+  return at::fft_irfft2(z, c10::IntArrayRef({H, W}), {-2, -1}, "forward");  // "forward": inverse unscaled
 }
 
 }  // namespace
