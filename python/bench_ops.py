@@ -32,7 +32,7 @@ def main(argv=None) -> int:
         print("no CUDA GPU: run with --device cpu")
         return 0
     shapes = [(16, 3, 128, 128), (16, 3, 256, 256)] if device.type == "cuda" else [(4, 3, 128, 128), (16, 3, 128, 128)]
-    iters = args.iters or (50 if device.type == "cuda" else 10)
+    iters = args.iters or (50 if device.type == "cuda" else 40)
     compiled_ref = None if args.no_compile else torch.compile(fft_loss_reference)
     rows = []
     for shape in shapes:
