@@ -28,18 +28,24 @@ static py::dict build_info() {
   d["cuda_version"] = GANSR_CUDA_VERSION;
   d["cuda_archs"] = GANSR_CUDA_ARCHS;
   d["cufft"] = true;
+#ifdef GANSR_WITH_CUTLASS
+  d["cutlass"] = true;
+#else
+  d["cutlass"] = false;
+#endif
 #else
   d["cuda"] = false;
   d["cuda_version"] = py::none();
   d["cuda_archs"] = "";
   d["cufft"] = false;
+  d["cutlass"] = false;
 #endif
   return d;
 }
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "gansr_ext compiled ops (registered as torch.ops.gansr.*) and build helpers";
-  m.def("build_info", &build_info, "Build facts: version, torch, CUDA kernels compiled, CUDA version, archs, cuFFT");
+  m.def("build_info", &build_info, "Build facts: version, torch, CUDA kernels compiled, CUDA version, archs, cuFFT, CUTLASS kernels");
   m.def("set_poison", &gansr::set_poison, py::arg("on"),
         "Fill every op output with NaN before kernels write it (tests use this to catch unwritten elements)");
   m.def("poison_enabled", &gansr::poison_enabled);

@@ -9,13 +9,13 @@ from gansr_ext import _ext
 
 def test_build_info_reports_the_build():
     info = gansr_ext.build_info()
-    assert set(info) >= {"version", "torch_version", "cuda", "cuda_version", "cuda_archs", "cufft"}
+    assert set(info) >= {"version", "torch_version", "cuda", "cuda_version", "cuda_archs", "cufft", "cutlass"}
     assert info["version"] == gansr_ext.__version__
     assert info["torch_version"].split("+")[0] == torch.__version__.split("+")[0]
     if info["cuda"]:
         assert info["cufft"] and info["cuda_version"] and "90" in info["cuda_archs"]
     else:
-        assert not info["cufft"]
+        assert not info["cufft"] and not info["cutlass"]
 
 
 def test_cuda_kernels_compiled_when_torch_has_cuda():
@@ -26,6 +26,9 @@ def test_cuda_kernels_compiled_when_torch_has_cuda():
         pytest.skip("CPU-only torch: CUDA kernels are not built by design (GANSR_CUDA=auto)")
     assert _build_config.WITH_CUDA is True
     assert gansr_ext.build_info()["cuda"] is True
+    # requirements-dev.txt installs nvidia-cutlass: the fused RRDB's CUTLASS kernels must be compiled too
+    pytest.importorskip("cutlass_library", reason="nvidia-cutlass not installed")
+    assert gansr_ext.build_info()["cutlass"] is True
 
 
 def test_ops_registered():
