@@ -176,6 +176,17 @@ def test_fused_switch_reaches_every_fused_op(tmp_path):
         torch.testing.assert_close(v, w_off[k], rtol=1e-4, atol=1e-5)
 
 
+def test_lazy_gradient_penalty_from_the_config_runs_on_every_kth_iteration(tmp_path):
+    """losses.gan.args.lazy_interval=2: the D step passes the iteration, so the penalty is computed on
+    even iterations (x2 weight) and is 0 on odd ones (without the step it raised on the first D step)."""
+    cfg = tiny_cfg(tmp_path, "losses.gan.type=ragp", "losses.gan.args={lam: 10.0, lazy_interval: 2}",
+                   "train.total_iters=4", "checkpoint.every=0", stage="gan")
+    tr = make(cfg)
+    assert tr.train()["skipped_iterations"] == 0
+    pen = {int(r["iter"]): float(r["d_penalty"]) for r in read_csv(tmp_path / "run" / "train_log.csv")}
+    assert pen[1] == pen[3] == 0.0 and pen[2] > 0 and pen[4] > 0
+
+
 def test_bf16_autocast_and_channels_last_on_cpu(tmp_path):
     tr = make(tiny_cfg(tmp_path, "train.amp=bf16", "train.channels_last=true", *GAN_OPTS, stage="gan"))
     assert tr.amp_dtype == torch.bfloat16 and tr.mem_format == torch.channels_last

@@ -295,7 +295,8 @@ class Trainer:
         d_total = d_loss
         if getattr(self.gan_loss, "needs_penalty", False):
             with torch.autocast(self.device.type, enabled=False):  # double backward in fp32
-                pen = self.gan_loss.penalty(self.D, hr.float(), fake.float())
+                # step: lazy regularisation (losses.gan.args.lazy_interval) picks its iterations by it
+                pen = self.gan_loss.penalty(self.D, hr.float(), fake.float(), step=self.iteration + 1)
             stats["d_penalty"] = pen.item()
             d_total = d_total + pen
         stats.update(d_loss=d_loss.item(), d_total=d_total.item(),
