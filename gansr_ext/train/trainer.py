@@ -11,7 +11,8 @@ RNG states, the best-metric record and the iteration; the data position is the i
 iteration // batches_per_epoch, offset within the epoch), and each item's random crop is seeded from
 (seed, epoch, index) (`EpochSeededDataset`), so a resumed run sees the same batches.
 
-Divergence guard: a non-finite G or D loss skips the whole iteration (logged). `guard.max_nonfinite`
+Divergence guard: a non-finite G loss skips the whole iteration; a non-finite D loss skips the D
+update (G and its EMA have stepped by then); either is logged and counted. `guard.max_nonfinite`
 in a row, or a D loss below `guard.collapse_d_loss` for `guard.collapse_patience` iterations, rolls
 back to the newest checkpoint and multiplies the learning rates by `guard.lr_factor`.
 """
