@@ -27,12 +27,10 @@ from typing import Callable
 
 import torch
 
+from ..ops._common import compute_dtype
+
 KINDS = ("wgan-gp", "one-sided", "r1")
 _FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _check(D, real, fake, lam, kind) -> None:
@@ -69,7 +67,7 @@ def draw_eps(batch: int, like: torch.Tensor, generator: torch.Generator | None =
 
     Drawn on the generator's own device and moved, so one CPU generator gives the same eps on CPU
     and CUDA (and a seeded generator gives the same eps to the reference and the fused path)."""
-    dt = _compute_dtype(like.dtype)
+    dt = compute_dtype(like.dtype)
     dev = generator.device if generator is not None else like.device
     return torch.rand(batch, generator=generator, device=dev, dtype=dt).to(like.device)
 
@@ -105,7 +103,7 @@ def gradient_penalty_reference(D: Callable[[torch.Tensor], torch.Tensor], real: 
         e = eps.to(device=real.device, dtype=real.dtype).view(B, *([1] * (real.dim() - 1)))
         xhat = (e * real.detach() + (1 - e) * fake.detach()).requires_grad_(True)
     (g,) = torch.autograd.grad(D(xhat).sum(), xhat, create_graph=True)
-    n = torch.linalg.vector_norm(g.flatten(1).to(_compute_dtype(real.dtype)), dim=1)
+    n = torch.linalg.vector_norm(g.flatten(1).to(compute_dtype(real.dtype)), dim=1)
     return _penalty_from_norms(n, kind, float(lam))
 
 
@@ -165,7 +163,7 @@ def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
         if step is None:
             raise ValueError("gradient_penalty: lazy_interval > 1 needs the training step (step=...)")
         if not lazy_due(step, lazy_interval):
-            return torch.zeros((), dtype=_compute_dtype(real.dtype), device=real.device)
+            return torch.zeros((), dtype=compute_dtype(real.dtype), device=real.device)
     if autocast_dtype is not None and autocast_dtype not in (torch.bfloat16, torch.float16):
         raise ValueError(f"gradient_penalty: autocast_dtype must be None, torch.bfloat16 or torch.float16, "
                          f"got {autocast_dtype}")

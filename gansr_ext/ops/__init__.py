@@ -6,7 +6,7 @@ kernel and a CUDA kernel. Callers pick with `fused`: True (kernel, error if not 
 """
 
 from .fft_loss import fft_loss, fft_loss_reference
-from .gradient_penalty import gp_interpolate, gp_penalty  # noqa: F401  (gradient-penalty arithmetic)
-from .rrdb import rrdb_reference, rrdb_trunk  # noqa: F401  (fused RRDB: module gansr_ext.ops.rrdb)
+from .gradient_penalty import gp_interpolate, gp_penalty  # gradient-penalty arithmetic
+from .rrdb import rrdb_reference, rrdb_trunk  # fused RRDB (the function `rrdb` stays in gansr_ext.ops.rrdb)
 
-__all__ = ["fft_loss", "fft_loss_reference"]
+__all__ = ["fft_loss", "fft_loss_reference", "gp_interpolate", "gp_penalty", "rrdb_reference", "rrdb_trunk"]

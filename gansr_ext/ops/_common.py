@@ -31,6 +31,11 @@ def use_fused(fused: bool | None, *tensors: torch.Tensor) -> bool:
     return True
 
 
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The kernels' arithmetic type: fp64 stays fp64, every other floating type runs in fp32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def reduce(per_item: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "mean":
         return per_item.mean()

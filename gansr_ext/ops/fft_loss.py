@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from .._ext import require_extension
-from ._common import reduce, use_fused
+from ._common import compute_dtype, reduce, use_fused
 
 _MODES = ("magnitude", "complex")
 
@@ -45,15 +45,11 @@ def _check(sr: torch.Tensor, hr: torch.Tensor, p: int, mode: str) -> None:
         raise ValueError(f"fft_loss: H and W must be >= 2, got shape {tuple(sr.shape)}")
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def fft_loss_reference(sr: torch.Tensor, hr: torch.Tensor, p: int = 2, mode: str = "magnitude",
                        reduction: str = "mean") -> torch.Tensor:
     """Pure-PyTorch FFT loss (the spec; see the module docstring)."""
     _check(sr, hr, p, mode)
-    ct = _compute_dtype(sr.dtype)
+    ct = compute_dtype(sr.dtype)
     X = torch.fft.rfft2(sr.to(ct), norm="ortho")
     Y = torch.fft.rfft2(hr.to(ct), norm="ortho")
     d = X - Y if mode == "complex" else X.abs() - Y.abs()
@@ -90,7 +86,7 @@ def _backward(ctx, grad_loss, _grad_norms, _grad_spec):
 
 def _fake_fwd(sr, hr, p, complex_mode):
     B, C, H, W = sr.shape
-    ct = _compute_dtype(sr.dtype)
+    ct = compute_dtype(sr.dtype)
     cplx = torch.complex128 if ct == torch.float64 else torch.complex64
     return (sr.new_empty((B,), dtype=ct), sr.new_empty((B, 3), dtype=ct),
             sr.new_empty((2, B, C, H, W // 2 + 1), dtype=cplx))

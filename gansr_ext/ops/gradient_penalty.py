@@ -25,14 +25,10 @@ from __future__ import annotations
 
 import torch
 
-from ._common import use_fused
+from ._common import compute_dtype, use_fused
 
 KIND_CODES = {"wgan-gp": 0, "one-sided": 1, "r1": 2}
 _FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _check_interp(real, fake, eps, channels_last) -> None:
@@ -72,7 +68,7 @@ def gp_interpolate_reference(real: torch.Tensor, fake: torch.Tensor, eps: torch.
                              channels_last: bool = False) -> torch.Tensor:
     """eps_b * real_b + (1 - eps_b) * fake_b, in real's dtype (contiguous or channels_last)."""
     _check_interp(real, fake, eps, channels_last)
-    ct = _compute_dtype(real.dtype)
+    ct = compute_dtype(real.dtype)
     e = eps.to(ct).view(-1, *([1] * (real.dim() - 1)))
     x = (e * real.to(ct) + (1 - e) * fake.to(ct)).to(real.dtype)
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -93,7 +89,7 @@ def _f_and_h(n: torch.Tensor, kind: str):
 def gp_penalty_reference(g: torch.Tensor, kind: str = "wgan-gp", weight: float = 1.0) -> torch.Tensor:
     """weight * mean_b f(||g_b||_2) (see the module docstring), 0-dim in the compute dtype."""
     _check_penalty(g, kind, weight)
-    n = torch.linalg.vector_norm(g.flatten(1).to(_compute_dtype(g.dtype)), dim=1)
+    n = torch.linalg.vector_norm(g.flatten(1).to(compute_dtype(g.dtype)), dim=1)
     if kind == "r1":
         return weight * g.flatten(1).to(n.dtype).square().sum(1).mean()  # n^2 without the sqrt at 0
     f = (n - 1).square() if kind == "wgan-gp" else (n - 1).clamp_min(0).square()
@@ -109,7 +105,7 @@ def _interp_setup(ctx, inputs, output):
 
 def _interp_backward(ctx, go):
     real, fake, eps = ctx.saved_tensors
-    ct = _compute_dtype(real.dtype)
+    ct = compute_dtype(real.dtype)
     e = eps.to(ct).view(-1, *([1] * (real.dim() - 1)))
     gc = go.to(ct)
     g_real = (e * gc).to(real.dtype) if ctx.needs_input_grad[0] else None
@@ -183,7 +179,7 @@ def _fake_interp(real, fake, eps, channels_last):
 
 
 def _fake_pen_fwd(g, kind, weight):
-    ct = _compute_dtype(g.dtype)
+    ct = compute_dtype(g.dtype)
     return g.new_empty((), dtype=ct), g.new_empty((g.shape[0],), dtype=ct)
 
 
