@@ -67,8 +67,7 @@ def fft_loss_reference(sr: torch.Tensor, hr: torch.Tensor, p: int = 2, mode: str
 def _setup_context(ctx, inputs, output):
     sr, hr, p, complex_mode = inputs
     _, norms, spec = output
-    # norms and spec are by-products for the backward: without this, autograd would materialise
-    # zero gradients of spec's size for them on every backward
+    # norms and spec are saved state for the backward, not differentiable results
     ctx.mark_non_differentiable(norms, spec)
     ctx.save_for_backward(spec, norms)
     ctx.p, ctx.complex_mode, ctx.W = p, complex_mode, sr.shape[-1]

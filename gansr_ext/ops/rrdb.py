@@ -111,6 +111,8 @@ def rrdb_params(block: nn.Module) -> list[torch.Tensor]:
 def _setup_context(ctx, inputs, output):
     x, params = inputs
     _, buf1, buf2, buf3 = output
+    # the buffers are saved state for the backward, not differentiable results
+    ctx.mark_non_differentiable(buf1, buf2, buf3)
     ctx.save_for_backward(buf1, buf2, buf3, *params)
     ctx.x_dtype = x.dtype
 
