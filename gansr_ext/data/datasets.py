@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .imresize import imresize, modcrop
-from .io import ImageReadError, list_images, read_image
+from .io import ImageReadError, _to_float, list_images, read_image
 
 __all__ = ["PairedImageDataset", "HROnlyDataset", "UnreadableImageWarning", "item_generator",
            "random_crop_pair", "augment_pair"]
@@ -98,7 +98,8 @@ class _SRDataset(Dataset):
         """Select the epoch whose crops/augmentations `__getitem__` returns."""
         self.epoch = int(epoch)
 
-    # subclasses: __len__, _name(i), _load_pair(i) -> (lr HWC or None, hr HWC); raise ImageReadError
+    # subclasses: __len__, _name(i), _make_item(i, gen), raising ImageReadError / _BadImage for an
+    # image that cannot be used
     def _report(self, index: int, reason: str) -> None:
         if index not in self._bad:
             self._bad.add(index)
@@ -119,9 +120,7 @@ class _SRDataset(Dataset):
                 continue
             try:
                 return self._make_item(i, gen)
-            except ImageReadError as e:
-                self._report(i, str(e))
-            except _BadImage as e:
+            except (ImageReadError, _BadImage) as e:
                 self._report(i, str(e))
         raise RuntimeError(f"{type(self).__name__}: none of the {n} images could be used (see warnings)")
 
@@ -201,13 +200,7 @@ def _check_array(arr, name: str) -> np.ndarray:
 
 
 def _to_float_rgb(arr: np.ndarray) -> np.ndarray:
-    if arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if arr.dtype == np.uint16:
-        return arr.astype(np.float32) / 65535.0
-    return arr.astype(np.float32)
+    return _to_float(np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr)
 
 
 class HROnlyDataset(_SRDataset):

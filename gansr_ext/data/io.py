@@ -145,6 +145,7 @@ def read_image_native(path) -> np.ndarray:
 
 
 def _to_float(arr: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 (full scale -> 1) or float array -> float32 (also used by datasets)."""
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / 255.0
     if arr.dtype == np.uint16:
