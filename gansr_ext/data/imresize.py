@@ -151,7 +151,7 @@ def _imresize_torch(img: torch.Tensor, plan, antialiasing: bool) -> torch.Tensor
     elif dtype.is_floating_point or dtype in (torch.uint8, torch.int16, torch.int32):
         ct = torch.float32
     else:
-        raise TypeError(f"imresize: tensor dtype must be float or uint8, got {dtype}")
+        raise TypeError(f"imresize: tensor dtype must be float, uint8, int16 or int32, got {dtype}")
     h, w = img.shape[-2:]
     (oh, sh), (ow, sw) = plan
     wh = _torch_weights(h, oh, float(sh), bool(antialiasing), img.device, ct)
