@@ -41,10 +41,11 @@ def _ceil_to(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def _check_int(name: str, value, minimum: int) -> None:
+def check_int(name: str, value, minimum: int, who: str = "tiling") -> None:
+    """ValueError naming `who` and `name` unless `value` is an int (not a bool) >= `minimum` (0 or 1)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         kind = "positive" if minimum > 0 else "non-negative"
-        raise ValueError(f"tiling: {name} must be a {kind} int, got {value!r}")
+        raise ValueError(f"{who}: {name} must be a {kind} int, got {value!r}")
 
 
 def _cores(length: int, tile: int, multiple: int) -> list[tuple[int, int]]:
@@ -61,10 +62,10 @@ def plan_axis(length: int, tile: int, context: int, multiple: int = 1) -> list[A
     `length` must be a multiple of `multiple` (the model's input size granularity, e.g. 4 for a
     pixel-unshuffled x1 RRDBNet); core boundaries, window starts and sizes are multiples of it.
     """
-    _check_int("length", length, 1)
-    _check_int("tile", tile, 1)
-    _check_int("multiple", multiple, 1)
-    _check_int("context", context, 0)
+    check_int("length", length, 1)
+    check_int("tile", tile, 1)
+    check_int("multiple", multiple, 1)
+    check_int("context", context, 0)
     if length % multiple:
         raise ValueError(f"tiling: length {length} is not a multiple of {multiple}")
     tile = max(multiple, tile // multiple * multiple)
@@ -124,10 +125,10 @@ class TilePlan:
 def plan_tiles(height: int, width: int, tile: int, overlap: int, feather: int, multiple: int = 1) -> TilePlan:
     """Plan a tile grid. `feather` is reduced to half the shortest core so ramps of one core's two
     sides never overlap (which keeps the weights a partition of unity)."""
-    _check_int("tile", tile, 1)
-    _check_int("overlap", overlap, 0)
-    _check_int("feather", feather, 0)
-    _check_int("multiple", multiple, 1)
+    check_int("tile", tile, 1)
+    check_int("overlap", overlap, 0)
+    check_int("feather", feather, 0)
+    check_int("multiple", multiple, 1)
     tile = max(multiple, tile // multiple * multiple)
     core_sizes = [c1 - c0 for length in (height, width) if length > tile
                   for c0, c1 in _cores(length, tile, multiple)]

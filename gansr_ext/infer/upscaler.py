@@ -97,11 +97,9 @@ class Upscaler:
             raise ValueError(f"Upscaler: tile must be None, 'auto' or a non-negative int, got {tile!r}")
         self.overlap = DEFAULT_OVERLAP if overlap is None else overlap
         self.feather = DEFAULT_FEATHER if feather is None else feather
-        for name, value in (("overlap", self.overlap), ("feather", self.feather)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"Upscaler: {name} must be a non-negative int, got {value!r}")
-        if isinstance(batch_tiles, bool) or not isinstance(batch_tiles, int) or batch_tiles < 1:
-            raise ValueError(f"Upscaler: batch_tiles must be a positive int, got {batch_tiles!r}")
+        tiling.check_int("overlap", self.overlap, 0, who="Upscaler")
+        tiling.check_int("feather", self.feather, 0, who="Upscaler")
+        tiling.check_int("batch_tiles", batch_tiles, 1, who="Upscaler")
         if alpha not in ALPHA_MODES:
             raise ValueError(f"Upscaler: alpha must be one of {ALPHA_MODES}, got {alpha!r}")
         self.batch_tiles, self.alpha, self.progress = batch_tiles, alpha, progress
