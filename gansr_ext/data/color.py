@@ -43,7 +43,7 @@ def _check_channels(img, fn: str) -> None:
 
 
 def _to_unit_float(img, fn: str):
-    """-> (float image in [0, 1] nominal, original dtype); float64 for numpy and float64 tensors."""
+    """-> (float image in [0, 1] nominal, original dtype); float64 for numpy and float64 tensors, else float32."""
     if isinstance(img, torch.Tensor):
         if img.dtype == torch.uint8:
             return img.to(torch.float32) / 255.0, img.dtype
