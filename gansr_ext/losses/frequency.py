@@ -13,11 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import fft_loss
+from ..ops._common import compute_dtype
 from ._common import check_pair, check_reduction, reduce
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 class FFTLoss(nn.Module):
@@ -83,7 +80,7 @@ class DCTLoss(nn.Module):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         check_pair(pred, target, "DCTLoss", ndim=4)
-        ct = _compute_dtype(pred.dtype)
+        ct = compute_dtype(pred.dtype)
         X, Y = dct2(pred.to(ct)), dct2(target.to(ct))
         d = X - Y if self.mode == "signed" else X.abs() - Y.abs()
         dims = (1, 2, 3)
@@ -147,7 +144,7 @@ class SpectralLoss(nn.Module):
 
     def profile(self, img: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> normalised 1-D profile q (B, R)."""
-        img = img.to(_compute_dtype(img.dtype))
+        img = img.to(compute_dtype(img.dtype))
         if img.shape[1] == 3:
             gray = sum(wt * img[:, c] for c, wt in enumerate(_GRAY))
         elif img.shape[1] == 1:
@@ -203,7 +200,7 @@ class FocalFrequencyLoss(nn.Module):
         ph, pw = H // pf, W // pf
         # (B, C, pf, ph, pf, pw) -> (B, pf, pf, C, ph, pw): patch (i, j) at index i * pf + j
         patches = x.reshape(B, C, pf, ph, pf, pw).permute(0, 2, 4, 1, 3, 5).reshape(B, pf * pf, C, ph, pw)
-        return torch.fft.fft2(patches.to(_compute_dtype(x.dtype)), norm="ortho")
+        return torch.fft.fft2(patches.to(compute_dtype(x.dtype)), norm="ortho")
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor, matrix: torch.Tensor | None = None) -> torch.Tensor:
         check_pair(pred, target, "FocalFrequencyLoss", ndim=4)
