@@ -33,7 +33,7 @@ def brisque_features(gray: np.ndarray) -> np.ndarray:
         raise ValueError(f"brisque: image must be at least 8x8, got {gray.shape[0]}x{gray.shape[1]}")
     img = gray.astype(np.float64)
     feat = []
-    for _ in range(2):
+    for scale in (1, 2):
         m, _sigma = mscn(img, mode="constant")
         a, s = fit_ggd(m)
         feat += [a, s ** 2]
@@ -41,7 +41,8 @@ def brisque_features(gray: np.ndarray) -> np.ndarray:
             a, sl, sr = fit_aggd(m * np.roll(m, shift, axis=(0, 1)))
             mean = (sr - sl) * gamma_ratio(a, 2, 1) * np.sqrt(gamma_ratio(a, 1, 3))
             feat += [a, mean, sl ** 2, sr ** 2]
-        img = imresize(img, 0.5)
+        if scale == 1:
+            img = imresize(img, 0.5)
     feat = np.asarray(feat)
     if np.isnan(feat).any():
         raise ValueError("brisque: features undefined (flat image?)")

@@ -54,7 +54,8 @@ def niqe_features(gray: np.ndarray) -> np.ndarray:
         b = BLOCK // scale
         per_scale.append([_block_features(m[i * b:(i + 1) * b, j * b:(j + 1) * b])
                           for j in range(nw) for i in range(nh)])
-        img = imresize(img, 0.5)
+        if scale == 1:
+            img = imresize(img, 0.5)
     return np.concatenate([np.asarray(f) for f in per_scale], axis=1)
 
 
