@@ -41,6 +41,11 @@ def _ceil_to(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def _tile_on_grid(tile: int, multiple: int) -> int:
+    """`tile` rounded down to the `multiple` grid, at least one grid step."""
+    return max(multiple, tile // multiple * multiple)
+
+
 def check_int(name: str, value, minimum: int, who: str = "tiling") -> None:
     """ValueError naming `who` and `name` unless `value` is an int (not a bool) >= `minimum` (0 or 1)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -68,7 +73,7 @@ def plan_axis(length: int, tile: int, context: int, multiple: int = 1) -> list[A
     check_int("context", context, 0)
     if length % multiple:
         raise ValueError(f"tiling: length {length} is not a multiple of {multiple}")
-    tile = max(multiple, tile // multiple * multiple)
+    tile = _tile_on_grid(tile, multiple)
     cores = _cores(length, tile, multiple)
     if len(cores) == 1:
         return [AxisSpan((0, length), (0, length))]
@@ -129,7 +134,7 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int, feather: int, m
     check_int("overlap", overlap, 0)
     check_int("feather", feather, 0)
     check_int("multiple", multiple, 1)
-    tile = max(multiple, tile // multiple * multiple)
+    tile = _tile_on_grid(tile, multiple)
     core_sizes = [c1 - c0 for length in (height, width) if length > tile
                   for c0, c1 in _cores(length, tile, multiple)]
     if core_sizes:
@@ -153,4 +158,4 @@ def auto_tile_size(free_bytes: int, bytes_per_pixel: float, batch: int, context:
     side = math.sqrt(budget * free_bytes / (batch * bytes_per_pixel))
     tile = int(side) - 2 * context
     tile = min(max(tile, min_tile), max_tile)
-    return max(multiple, tile // multiple * multiple)
+    return _tile_on_grid(tile, multiple)
