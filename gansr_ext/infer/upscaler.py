@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data import imresize
 from . import tiling
 from .convert import to_tensor
 
@@ -279,13 +280,9 @@ class Upscaler:
             if alpha == "model":
                 ya = self._through_model(a)
             else:
-                from ..data import imresize
-
                 ya = imresize(a, output_shape=tuple(y.shape[-2:]))
             y = torch.cat([y, ya], 1)
         if outscale is not None and outscale != self.scale:
-            from ..data import imresize
-
             h, w = x.shape[-2:]
             y = imresize(y, output_shape=(max(1, round(h * outscale)), max(1, round(w * outscale))))
         return y
