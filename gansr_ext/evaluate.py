@@ -82,22 +82,18 @@ def find_pairs(folder, scale: int = 4) -> list[tuple[str, Path, Path | None]]:
         raise NotADirectoryError(f"evaluate: test set {folder} is not a directory")
     hr_dir = next((folder / d for d in HR_DIRS if (folder / d).is_dir()), None)
     lr_dir = _lr_dir(folder, scale)
-    if hr_dir is None:
-        if lr_dir is not None:
-            raise ValueError(f"evaluate: {folder} has {lr_dir.name}/ but no HR/ (or GT/) folder")
-        hr_files = list_images(folder)
-        if not hr_files:
-            raise ValueError(f"evaluate: no images in {folder}")
-        return [(p.stem, p, None) for p in hr_files]
+    if hr_dir is None and lr_dir is not None:
+        raise ValueError(f"evaluate: {folder} has {lr_dir.name}/ but no HR/ (or GT/) folder")
+    hr_dir = hr_dir or folder
     hr_files = list_images(hr_dir)
+    if not hr_files:
+        raise ValueError(f"evaluate: no images in {hr_dir}")
     if lr_dir is None:
         return [(p.stem, p, None) for p in hr_files]
     lr_by_key = {_lr_key(p.stem, scale): p for p in list_images(lr_dir)}
     missing = [p.name for p in hr_files if p.stem not in lr_by_key]
     if missing:
         raise ValueError(f"evaluate: no LR image in {lr_dir} for HR image(s) {missing[:5]}")
-    if not hr_files:
-        raise ValueError(f"evaluate: no images in {hr_dir}")
     return [(p.stem, p, lr_by_key[p.stem]) for p in hr_files]
 
 

@@ -138,6 +138,9 @@ def test_bad_inputs(tmp_path, hr_dir):
         evaluate({}, {"s": hr_dir}, tmp_path / "o", metrics=("psnr", "vif"))
     with pytest.raises(NotADirectoryError):
         evaluate({}, {"s": tmp_path / "nope"}, tmp_path / "o", metrics=("psnr",), progress=False)
+    (tmp_path / "empty" / "HR").mkdir(parents=True)  # an HR/ folder without images (and no LR/)
+    with pytest.raises(ValueError, match="no images in"):
+        evaluate({}, {"e": tmp_path / "empty"}, tmp_path / "o", metrics=("psnr",), progress=False)
     with pytest.raises(ValueError, match="NAME:X,Y,SIZE"):
         parse_crop("cat:1,2")
     assert parse_crop("a:b:1,2,30").image == "a:b"
