@@ -108,8 +108,8 @@ def _read_arch(arch, where: str) -> dict:
     return dict(arch)
 
 
-def _unwrap(obj) -> tuple[dict, dict | None, str]:
-    """-> (flat state dict, arch metadata or None, description of the wrapper)."""
+def _unwrap(obj) -> tuple[dict, dict | None]:
+    """-> (flat state dict, arch metadata or None)."""
     if isinstance(obj, dict) and obj.get("format") == FORMAT_NAME:
         version = int(obj.get("format_version", FORMAT_VERSION))
         if version > FORMAT_VERSION:
@@ -118,25 +118,25 @@ def _unwrap(obj) -> tuple[dict, dict | None, str]:
         params = obj.get("params")
         if not _is_tensor_dict(params):
             raise CheckpointError("gansr_ext checkpoint: 'params' must be a non-empty dict of tensors")
-        return params, _read_arch(obj.get("arch", {}), "gansr_ext checkpoint"), "gansr_ext"
+        return params, _read_arch(obj.get("arch", {}), "gansr_ext checkpoint")
     if isinstance(obj, dict):
         for wrapper in ("params_ema", "params", "state_dict"):
             if _is_tensor_dict(obj.get(wrapper)):
-                return obj[wrapper], None, wrapper
+                return obj[wrapper], None
     if _is_tensor_dict(obj):
-        return obj, None, "plain"
+        return obj, None
     top = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
     raise CheckpointError(f"unrecognised generator checkpoint: expected a state dict of tensors (or one wrapped "
                           f"in params_ema/params/state_dict, or a gansr_ext checkpoint), got {top}")
 
 
-def _to_basicsr_names(sd: dict) -> tuple[dict, str]:
+def _to_basicsr_names(sd: dict) -> dict:
     if any(k.startswith("RRDB_trunk.") for k in sd):
-        return _rename_esrgan(sd), "esrgan"
+        return _rename_esrgan(sd)
     if "model.0.weight" in sd and any(k.startswith("model.1.sub.") for k in sd):
-        return _rename_old_arch(sd), "esrgan_old_arch"
+        return _rename_old_arch(sd)
     if "conv_first.weight" in sd and any(k.startswith("body.") for k in sd):
-        return dict(sd), "basicsr"
+        return dict(sd)
     raise CheckpointError("unrecognised generator checkpoint format: no ESRGAN (RRDB_trunk.*), old-arch (model.*) "
                           f"or BasicSR (conv_first, body.*) keys; first keys: {sorted(sd)[:6]}")
 
@@ -164,8 +164,8 @@ def convert_state_dict(sd) -> tuple[dict, dict]:
     """Any supported checkpoint object -> (state dict with BasicSR names, RRDBNet kwargs).
 
     Metadata (gansr_ext format) wins over inference; missing metadata entries are inferred."""
-    flat, arch, _ = _unwrap(sd)
-    flat, _ = _to_basicsr_names(_strip_module_prefix(flat))
+    flat, arch = _unwrap(sd)
+    flat = _to_basicsr_names(_strip_module_prefix(flat))
     inferred = infer_arch(flat)
     return flat, {**inferred, **(arch or {})}
 
