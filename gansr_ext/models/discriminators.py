@@ -8,12 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
-
-def _check_image(name: str, x, in_ch: int) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: input must be a tensor, got {type(x).__name__}")
-    if x.dim() != 4 or x.shape[1] != in_ch:
-        raise ValueError(f"{name}: input must be (B, {in_ch}, H, W), got shape {tuple(x.shape)}")
+from .rrdbnet import _check_image
 
 
 class VGGDiscriminator128(nn.Module):

@@ -76,6 +76,14 @@ def _fused_trunk_op():
     return op
 
 
+def _check_image(name: str, x, in_ch: int) -> None:
+    """TypeError / ValueError naming the model unless x is a (B, in_ch, H, W) tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: input must be a tensor, got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] != in_ch:
+        raise ValueError(f"{name}: input must be (B, {in_ch}, H, W), got shape {tuple(x.shape)}")
+
+
 def _check_positive_int(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"RRDBNet: {name} must be a positive int, got {value!r}")
@@ -123,10 +131,7 @@ class RRDBNet(nn.Module):
         return self.body(feat)
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"RRDBNet: input must be a tensor, got {type(x).__name__}")
-        if x.dim() != 4 or x.shape[1] != self.in_ch:
-            raise ValueError(f"RRDBNet: input must be (B, {self.in_ch}, H, W), got shape {tuple(x.shape)}")
+        _check_image("RRDBNet", x, self.in_ch)
         f = self.unshuffle
         if x.shape[-2] % f or x.shape[-1] % f:
             raise ValueError(f"RRDBNet(scale={self.scale}): H and W must be divisible by {f}, "
