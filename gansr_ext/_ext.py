@@ -62,5 +62,5 @@ def require_extension():
 
 def build_info() -> dict:
     """Build facts of `_C`: version, torch it was built against, CUDA kernels compiled, CUDA version,
-    arch list, cuFFT linked. Raises RuntimeError when the extension is not built."""
+    arch list, cuFFT linked, CUTLASS kernels compiled. Raises RuntimeError when the extension is not built."""
     return dict(require_extension().build_info())
