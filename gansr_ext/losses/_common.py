@@ -1,4 +1,4 @@
-"""Input checks and reductions shared by the losses."""
+"""Input checks shared by the losses (the reduction itself is `gansr_ext.ops._common.reduce`)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,6 @@ def check_reduction(reduction: str, who: str) -> str:
     if reduction not in REDUCTIONS:
         raise ValueError(f"{who}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return reduction
-
-
-def reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "mean":
-        return x.mean()
-    if reduction == "sum":
-        return x.sum()
-    return x
 
 
 def check_pair(pred: torch.Tensor, target: torch.Tensor, who: str, ndim: int | None = None,

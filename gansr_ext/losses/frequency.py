@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import fft_loss
-from ..ops._common import compute_dtype
-from ._common import check_pair, check_reduction, reduce
+from ..ops._common import compute_dtype, reduce
+from ._common import check_pair, check_reduction
 
 
 class FFTLoss(nn.Module):

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..weights import MissingWeightsError, load_state_dict, resolve_weights
-from ._common import check_pair, check_reduction, freeze, reduce
+from ..ops._common import reduce
+from ._common import check_pair, check_reduction, freeze
 
 _TV = "https://download.pytorch.org/models/"
 VGG_WEIGHTS = {"vgg16": "vgg16-397923af.pth", "vgg19": "vgg19-dcbb9e9d.pth"}

@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_pair, check_reduction, reduce
+from ..ops._common import reduce
+from ._common import check_pair, check_reduction
 
 
 class _PixelLoss(nn.Module):
