@@ -247,8 +247,7 @@ def _collect(set_name, pairs, upscalers, suite: _Metrics, scale, crops, out_dir,
             if suite.fid is not None:
                 c.fid_feats[m].append(suite.fid.features(img))
             if save_images and m != "HR":
-                (out_dir / "images" / _safe(m)).mkdir(parents=True, exist_ok=True)
-                write_image(out_dir / "images" / _safe(m) / f"{name}.png", img)
+                write_image(out_dir / "images" / _safe(m) / f"{name}.png", img)  # creates the folder
         box = _choose_crop(name, hr.shape, want_crops, bool(c.crop_panels), c.notes)
         if box is not None:
             x, y, size = box
@@ -373,12 +372,18 @@ def _write_set(set_name, result, out_dir: Path, mean_spectra, crop_panels, pretr
     return files
 
 
-def _plot_spectra(set_name, mean_spectra: dict, path: Path) -> Path:
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (imported on first plot: slow to import)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _plot_spectra(set_name, mean_spectra: dict, path: Path) -> Path:
+    plt = _pyplot()
     from gansr_ext.metrics.spectrum import EPS
 
     fig, (ax, ax_ratio) = plt.subplots(2, 1, figsize=(7, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
@@ -401,11 +406,7 @@ def _plot_spectra(set_name, mean_spectra: dict, path: Path) -> Path:
 
 
 def _plot_crops(set_name, name, box, panels, result, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.4), squeeze=False)
     for ax, (m, crop) in zip(axes[0], panels):
         ax.imshow(crop, interpolation="nearest")
@@ -513,14 +514,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    crops = [parse_crop(c) for c in args.crops]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)  # scipy sqrtm / torchvision chatter
         result = evaluate(_named(args.model, "model"), _named(args.data, "data folder"), args.out, scale=args.scale,
-                          device=args.device, metrics=args.metrics, crops=crops, pretrained=not args.random_weights,
-                          fid_weights=args.fid_weights, lpips_weights=args.lpips_weights, lpips_net=args.lpips_net,
-                          tile=args.tile, dtype=args.dtype, save_images=args.save_images,
-                          progress=not args.no_progress)
+                          device=args.device, metrics=args.metrics, crops=args.crops,
+                          pretrained=not args.random_weights, fid_weights=args.fid_weights,
+                          lpips_weights=args.lpips_weights, lpips_net=args.lpips_net, tile=args.tile, dtype=args.dtype,
+                          save_images=args.save_images, progress=not args.no_progress)
     print(result["markdown"])
     print(f"written to {Path(args.out).resolve()}")
     return 0
