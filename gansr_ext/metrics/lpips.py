@@ -1,8 +1,9 @@
 """LPIPS (Zhang et al. 2018) through the `lpips` package, lower is better.
 
 The package ships its linear calibration layers (v0.1) but fetches the ImageNet backbone from
-torchvision on its own; here the network is built by `gansr_ext.losses.perceptual.build_lpips`, whose
-backbone weights come from an explicit path or the torch hub cache, so nothing is downloaded. `pretrained=False` gives a random backbone (tests only).
+torchvision on its own; here the network is built by `gansr_ext.losses.perceptual.build_lpips`,
+whose backbone weights come from an explicit path or the torch hub cache, so nothing is downloaded.
+`pretrained=False` gives a random backbone (tests only).
 Inputs in [0, 1] are mapped to [-1, 1]; the distance is computed on the full RGB image.
 """
 

@@ -80,9 +80,7 @@ def power_spectrum_1d(img, n_bins: int | None = None) -> np.ndarray:
 
 
 def _as_list(images, fn: str, what: str) -> list:
-    if isinstance(images, (list, tuple)):
-        items = list(images)
-    elif isinstance(images, Iterable) and not hasattr(images, "shape"):
+    if isinstance(images, Iterable) and not hasattr(images, "shape"):  # list, tuple, generator
         items = list(images)
     else:
         items = [images]  # one batch tensor / array
