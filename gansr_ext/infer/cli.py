@@ -14,6 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
+from ..data.io import ImageReadError, list_images, read_image_native, write_image
 from .upscaler import ALPHA_MODES, DEFAULT_FEATHER, DEFAULT_OVERLAP, Upscaler
 
 OUTPUT_EXTENSIONS = ("png", "jpg", "webp")
@@ -87,8 +90,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def collect_inputs(inputs, recursive: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
     """(image paths in order, without duplicates; [(input, problem)] for inputs that matched nothing)."""
-    from ..data import list_images
-
     found, problems = [], []
     for item in inputs:
         p = Path(item)
@@ -128,10 +129,7 @@ def output_path(src: Path, out_dir: Path, ext: str, suffix: str, taken: set) -> 
 
 def upscale_file(up: Upscaler, src: Path, dst: Path, outscale, quality: int) -> tuple[tuple, tuple]:
     """Read (native bit depth, channels, EXIF orientation applied), upscale, write; returns the sizes."""
-    from ..data import write_image
-    from ..data.io import read_image_native as load_native  # HWC uint8/uint16/float32 with 1-4 channels
-
-    img = load_native(src)
+    img = read_image_native(src)  # HWC uint8/uint16/float32 with 1-4 channels
     out = up.upscale(img, outscale=outscale)
     if dst.suffix == ".jpg" and out.shape[2] in (2, 4):
         print(f"gansr upscale: warning: {dst.name}: JPEG has no alpha channel; alpha dropped", file=sys.stderr)
@@ -141,10 +139,6 @@ def upscale_file(up: Upscaler, src: Path, dst: Path, outscale, quality: int) -> 
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
-    from ..data import ImageReadError
-
     if not 1 <= args.quality <= 100:
         print(f"gansr upscale: --quality must be in 1..100, got {args.quality}", file=sys.stderr)
         return 2
