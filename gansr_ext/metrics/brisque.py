@@ -34,7 +34,7 @@ def brisque_features(gray: np.ndarray) -> np.ndarray:
     img = gray.astype(np.float64)
     feat = []
     for scale in (1, 2):
-        m, _sigma = mscn(img, mode="constant")
+        m = mscn(img, mode="constant")
         a, s = fit_ggd(m)
         feat += [a, s ** 2]
         for shift in BRISQUE_SHIFTS:

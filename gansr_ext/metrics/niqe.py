@@ -50,7 +50,7 @@ def niqe_features(gray: np.ndarray) -> np.ndarray:
     img = gray[: nh * BLOCK, : nw * BLOCK].astype(np.float64)
     per_scale = []
     for scale in (1, 2):
-        m, _ = mscn(img, mode="nearest")
+        m = mscn(img, mode="nearest")
         b = BLOCK // scale
         per_scale.append([_block_features(m[i * b:(i + 1) * b, j * b:(j + 1) * b])
                           for j in range(nw) for i in range(nh)])

@@ -46,8 +46,8 @@ def gaussian_window_7() -> np.ndarray:
     return load_params("niqe_pristine_params")["gaussian_window"]
 
 
-def mscn(img: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """(MSCN map, sigma) of a 2-D float image in [0, 255].
+def mscn(img: np.ndarray, mode: str) -> np.ndarray:
+    """MSCN map of a 2-D float image in [0, 255].
 
     mode 'nearest' = MATLAB imfilter(..., 'replicate') (NIQE); 'constant' = filter2(..., 'same'),
     zero padding (BRISQUE).
@@ -55,7 +55,7 @@ def mscn(img: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
     w = gaussian_window_7()
     mu = ndimage.correlate(img, w, mode=mode, cval=0.0)
     sigma = np.sqrt(np.abs(ndimage.correlate(img * img, w, mode=mode, cval=0.0) - mu * mu))
-    return (img - mu) / (sigma + 1.0), sigma
+    return (img - mu) / (sigma + 1.0)
 
 
 def fit_ggd(x: np.ndarray) -> tuple[float, float]:
