@@ -2,8 +2,8 @@
 
 Each image keeps its channel layout (gray stays gray, alpha is kept) and its bit depth where the
 output format allows (16-bit in -> 16-bit PNG out). A file that cannot be read or written is
-reported by name and skipped; the exit status is 1 when any image failed, 2 when the model could
-not be loaded.
+reported by name and skipped; the exit status is 1 when any image failed or an input matched
+nothing, 2 when the model could not be loaded or --quality is out of range.
 """
 
 from __future__ import annotations
