@@ -70,7 +70,6 @@ class GANLoss(nn.Module):
 
     name = "gan"
     needs_penalty = False
-    relativistic = False
 
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -104,8 +103,6 @@ class StandardGANLoss(GANLoss):
 class RelativisticAverageGANLoss(GANLoss):
     """L_D = 1/2 (E_r[f1(C_r - E C_f)] + E_f[f2(C_f - E C_r)]); L_G the same with roles swapped."""
 
-    relativistic = True
-
     def __init__(self, name: str, f1: Fn, f2: Fn):
         super().__init__()
         self.name, self._f1, self._f2 = name, f1, f2
@@ -127,8 +124,6 @@ class RelativisticAverageGANLoss(GANLoss):
 
 class RelativisticPairedGANLoss(GANLoss):
     """L_D = E[f1(C_r - C_f)], L_G = E[f1(C_f - C_r)] over elementwise pairs."""
-
-    relativistic = True
 
     def __init__(self, name: str, f1: Fn):
         super().__init__()
@@ -161,7 +156,6 @@ class PenalizedGANLoss(GANLoss):
             raise ValueError(f"{name}: lam must be >= 0, got {lam!r}")
         super().__init__()
         self.name, self.base, self.kind, self.lam, self.penalty_kw = name, base, kind, float(lam), penalty_kw
-        self.relativistic = base.relativistic
 
     def d_loss(self, real_logits, fake_logits):
         return self.base.d_loss(real_logits, fake_logits)
