@@ -35,8 +35,7 @@ LOSS_TYPES: dict[str, tuple[str, Any]] = {
 # ESRGAN (Wang et al. 2018): L_G = 1e-2 L1 + 1.0 VGG19 conv5_4 (before ReLU) + 5e-3 RaGAN
 DEFAULT_WEIGHTS = {"pixel": 1e-2, "perceptual": 1.0, "gan": 5e-3}
 DEFAULT_TYPES = {"pixel": "l1", "perceptual": "vgg", "gan": "ragan"}
-ESRGAN_LOSSES = {"pixel": {"type": "l1", "weight": 1e-2}, "perceptual": {"type": "vgg", "weight": 1.0},
-                 "gan": {"type": "ragan", "weight": 5e-3}}
+ESRGAN_LOSSES = {name: {"type": DEFAULT_TYPES[name], "weight": DEFAULT_WEIGHTS[name]} for name in DEFAULT_TYPES}
 
 
 class CompositeLoss(nn.Module):
