@@ -12,11 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .._fileio import atomic_write
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "read_image", "read_image_native", "read_image_with_alpha", "write_image",
-           "list_images"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "read_image", "read_image_native", "read_image_with_alpha",
+           "write_image", "list_images"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
@@ -52,7 +53,7 @@ def _pil_to_array(im) -> np.ndarray:
         im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
     elif mode == "1":
         im = im.convert("L")
-    elif mode in ("La",):
+    elif mode == "La":
         im = im.convert("LA")
     elif mode == "RGBa":
         im = im.convert("RGBA")
@@ -168,11 +169,7 @@ def read_image(path) -> np.ndarray:
 
 
 def _as_hwc_array(img) -> np.ndarray:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        torch = None
-    if torch is not None and isinstance(img, torch.Tensor):
+    if isinstance(img, torch.Tensor):
         t = img.detach().cpu()
         if t.dim() == 4 and t.shape[0] == 1:
             t = t[0]
@@ -230,6 +227,7 @@ def write_image(path, img, quality: int = 95, bit_depth: int = 8) -> Path:
     arr = _quantize(_as_hwc_array(img), bit_depth)
     if ext in (".jpg", ".jpeg") and arr.shape[2] in (2, 4):
         arr = arr[:, :, : arr.shape[2] - 1]
+
     def write(f):
         if bit_depth == 16:
             f.write(_encode_png16(arr))
