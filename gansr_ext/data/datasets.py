@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .imresize import imresize, modcrop
+from .imresize import _check_scale, imresize, modcrop
 from .io import ImageReadError, _to_float, list_images, read_image
 
 __all__ = ["PairedImageDataset", "HROnlyDataset", "UnreadableImageWarning", "item_generator",
@@ -76,8 +76,7 @@ def _to_chw(img: np.ndarray) -> torch.Tensor:
 
 
 def _check_args(scale, crop):
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Integral) or scale < 1:
-        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    _check_scale(scale)
     if crop is not None:
         if isinstance(crop, bool) or not isinstance(crop, numbers.Integral) or crop < scale or crop % scale:
             raise ValueError(f"crop must be None or a positive multiple of scale={scale}, got {crop!r}")
