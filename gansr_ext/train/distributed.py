@@ -32,10 +32,6 @@ def world_size() -> int:
     return dist.get_world_size() if is_dist() else 1
 
 
-def is_main() -> bool:
-    return rank() == 0
-
-
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
 
@@ -124,11 +120,10 @@ class ResumableSampler(Sampler[int]):
     rank's share, which is how a resumed run continues from the exact sample it stopped at.
     """
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, num_replicas: int | None = None,
-                 rank_: int | None = None):
+    def __init__(self, n: int, seed: int = 0, num_replicas: int | None = None, rank_: int | None = None):
         if n < 1:
             raise ValueError("ResumableSampler: the dataset is empty")
-        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.n, self.seed = n, seed
         self.num_replicas = world_size() if num_replicas is None else num_replicas
         self.rank = rank() if rank_ is None else rank_
         self.per_rank = math.ceil(n / self.num_replicas)
@@ -137,18 +132,12 @@ class ResumableSampler(Sampler[int]):
     def set_position(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
-    def set_epoch(self, epoch: int) -> None:  # DistributedSampler's interface
-        self.set_position(epoch, 0)
-
     def __len__(self) -> int:
         return self.per_rank - self.start
 
     def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
-        else:
-            order = list(range(self.n))
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
         total = self.per_rank * self.num_replicas
         order = (order * math.ceil(total / self.n))[:total]
         mine = order[self.rank:total:self.num_replicas]
