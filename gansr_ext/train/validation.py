@@ -10,9 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
-from PIL import Image
 
 
 def build_metrics(names, crop_border: int, device: torch.device) -> tuple[dict[str, Callable], list[str]]:
@@ -45,14 +43,6 @@ def build_metrics(names, crop_border: int, device: torch.device) -> tuple[dict[s
     return out, notes
 
 
-def save_png(img: torch.Tensor, path: Path) -> None:
-    """(C, H, W) or (1, C, H, W) float in [0, 1] -> 8-bit PNG."""
-    img = img.detach().float().squeeze(0).clamp(0, 1).cpu()
-    arr = (img.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(path)
-
-
 @torch.no_grad()
 def super_resolve(model: torch.nn.Module, lr: torch.Tensor, device: torch.device, autocast,
                   memory_format=torch.contiguous_format) -> torch.Tensor:
@@ -70,6 +60,8 @@ def run_validation(model, dataset, metrics: dict, device, autocast, max_images: 
     """Mean of each metric over the (first `max_images`) validation images. A metric that rejects an
     image (ValueError, e.g. NIQE on an image under 192 pixels) is averaged over the others, and left
     out when it rejects them all; `notes` receives one line per such metric."""
+    from ..data import write_image
+
     was_training = model.training
     model.eval()
     values: dict[str, list[float]] = {k: [] for k in metrics}
@@ -85,7 +77,7 @@ def run_validation(model, dataset, metrics: dict, device, autocast, max_images: 
             except ValueError as e:
                 rejected.setdefault(k, f"{item.get('name', i)}: {e}")
         if i < save_images:
-            save_png(sr, out_dir / f"{Path(str(item.get('name', i))).stem}.png")
+            write_image(out_dir / f"{Path(str(item.get('name', i))).stem}.png", sr)
     model.train(was_training)
     if notes is not None:
         notes += [f"validation: {k} skipped on some images ({why})" for k, why in rejected.items()]
