@@ -138,14 +138,12 @@ class FIDMetric:
     def features(self, images) -> np.ndarray:
         """(N, dims) float64 features."""
         items = list(images) if isinstance(images, (list, tuple)) else [images]
-        batches = []
-        for item in items:
+        feats = []
+        for item in items:  # one item converted at a time (not the whole set held as float tensors)
             x, _ = to_batch255(item, "fid")
             if x.shape[-1] == 1:
                 x = np.repeat(x, 3, axis=-1)
-            batches.append(torch.from_numpy(x / 255.0).permute(0, 3, 1, 2).float())
-        feats = []
-        for batch in batches:
+            batch = torch.from_numpy(x / 255.0).permute(0, 3, 1, 2).float()
             for i in range(0, batch.shape[0], self.batch_size):
                 feats.append(self.model(batch[i:i + self.batch_size].to(self.device)).cpu().double())
         if not feats:
