@@ -124,6 +124,10 @@ def test_save_accepts_wrapped_models_and_rejects_others(tmp_path):
     m = _model()
     save_generator(torch.nn.DataParallel(m), tmp_path / "dp.pth")
     assert _same_outputs(m, load_generator(tmp_path / "dp.pth"))
+    # wrappers nest in either order: DataParallel(compile(m)) and compile(DataParallel(m))
+    for i, wrapped in enumerate((torch.nn.DataParallel(torch.compile(m)), torch.compile(torch.nn.DataParallel(m)))):
+        save_generator(wrapped, tmp_path / f"w{i}.pth")
+        assert _same_outputs(m, load_generator(tmp_path / f"w{i}.pth"))
     with pytest.raises(TypeError, match="RRDBNet"):
         save_generator(torch.nn.Conv2d(1, 1, 1), tmp_path / "c.pth")
     with pytest.raises(ValueError, match="suffix"):

@@ -231,10 +231,13 @@ def load_generator(path_or_state_dict, strict: bool = True, device="cpu") -> RRD
 # --- saving ---------------------------------------------------------------------------------------------
 
 def _unwrap_model(model) -> RRDBNet:
-    # torch.compile (`_orig_mod`) and DataParallel/DDP (`module`) wrappers
-    for attr in ("_orig_mod", "module"):
-        while isinstance(getattr(model, attr, None), nn.Module) and not isinstance(model, RRDBNet):
-            model = getattr(model, attr)
+    # torch.compile (`_orig_mod`) and DataParallel/DDP (`module`) wrappers, nested in any order
+    while not isinstance(model, RRDBNet):
+        inner = next((getattr(model, a) for a in ("_orig_mod", "module")
+                      if isinstance(getattr(model, a, None), nn.Module)), None)
+        if inner is None:
+            break
+        model = inner
     if not isinstance(model, RRDBNet):
         raise TypeError(f"expected an RRDBNet, got {type(model).__name__}")
     return model
