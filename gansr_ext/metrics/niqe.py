@@ -7,7 +7,8 @@ block gives 18 features: AGGD fit of the MSCN values (alpha, (beta_l + beta_r) /
 4 neighbour products (shifts (0,1), (1,0), (1,1), (1,-1)), the AGGD (alpha, mean, beta_l, beta_r)
 with beta = std * sqrt(G(1/alpha) / G(3/alpha)) and mean = (beta_r - beta_l) G(2/alpha) / G(1/alpha).
 All blocks are used (no sharpness selection at test time). With the pristine model (mu_p, S_p) and
-the image's block features' mean mu_d and covariance S_d (rows with NaN dropped)::
+the image's block features' mean mu_d (per feature, NaN values ignored) and covariance S_d (over the
+blocks without NaN), as BasicSR::
 
     NIQE = sqrt((mu_p - mu_d)^T ((S_p + S_d) / 2)^+ (mu_p - mu_d))
 
