@@ -116,7 +116,7 @@ def _write_eval_folder(folder: Path, crop: int | None) -> Path:
             h, w = img.shape[:2]
             t, left = (h - crop) // 2, (w - crop) // 2
             img = img[t:t + crop, left:left + crop]
-        write_image(folder / f"{name}.png", np.ascontiguousarray(img))
+        write_image(folder / f"{name}.png", img)
     return folder
 
 
@@ -131,8 +131,7 @@ def _sr_images(gens: dict, folder: Path, device: torch.device) -> dict:
         item = val[i]
         images["LR"].append(item["lr"])
         images["HR"].append(item["hr"])
-        bic = imresize(item["lr"].permute(1, 2, 0).numpy(), 4.0)
-        images["bicubic"].append(torch.from_numpy(np.ascontiguousarray(bic)).permute(2, 0, 1).float().clamp(0, 1))
+        images["bicubic"].append(imresize(item["lr"], 4).clamp(0, 1))
         for name, g in gens.items():
             images[name].append(super_resolve(g, item["lr"], device, contextlib.nullcontext)[0])
     return images
