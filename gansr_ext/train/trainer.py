@@ -130,8 +130,8 @@ class Trainer:
                     self.notes.append("dist.sync_bn ignored: SyncBatchNorm runs on GPUs only")
             self.D = D.to(self.device, memory_format=self.mem_format)
             dist_utils.broadcast_buffers(self.D)
-            for p in self.D.parameters():  # same initial D on every rank
-                if self.world > 1:
+            if self.world > 1:  # same initial D on every rank
+                for p in self.D.parameters():
                     torch.distributed.broadcast(p.data, src=0)
 
         # losses: a CompositeLoss (pred, target, real_logits, fake_logits) -> (total, {term: value})
@@ -417,34 +417,32 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
 
-    def _default_metrics(self, log: RunLogger) -> dict:
-        from .validation import build_metrics
-
-        metrics, notes = build_metrics(self.cfg["val"]["metrics"], self.cfg["val"]["crop_border"], self.device)
-        for n in notes:
-            log.info(n)
-            self.notes.append(n)
-        return metrics
+    def _note(self, msg: str, log: RunLogger) -> None:
+        """Log a fact once and keep it for the summary."""
+        if msg not in self.notes:
+            self.notes.append(msg)
+            log.info(msg)
 
     @torch.no_grad()
     def validate(self, log: RunLogger | None = None) -> dict:
         """Metrics of the EMA generator on the validation set (rank 0); saves SR samples."""
-        from .validation import run_validation
+        from .validation import build_metrics, run_validation
 
         log = log or RunLogger(None, 0, enabled=False)
         if self.val_set is None:
             return {}
         if self.metrics is None:
-            self.metrics = self._default_metrics(log)
+            self.metrics, notes = build_metrics(self.cfg["val"]["metrics"], self.cfg["val"]["crop_border"],
+                                                self.device)
+            for n in notes:
+                self._note(n, log)
         out_dir = self.run_dir / "samples" / f"iter_{self.iteration:08d}"
-        notes: list[str] = []
+        notes = []
         results = run_validation(self.generator, self.val_set, self.metrics, self.device, self._autocast,
                                  self.cfg["data"]["val"]["max_images"], self.cfg["val"]["save_images"], out_dir,
                                  self.mem_format, notes)
         for n in notes:
-            if n not in self.notes:
-                self.notes.append(n)
-                log.info(n)
+            self._note(n, log)
         self.last_val = results
         return results
 
@@ -532,11 +530,8 @@ class Trainer:
         results = dist_utils.broadcast_object(results)
         value = results.get(self.best["metric"])
         if value is None and results:
-            note = (f"best checkpoint: val.best_metric {self.best['metric']!r} is not among the validation "
-                    f"results ({', '.join(results)}); no best.pt is kept")
-            if note not in self.notes:
-                self.notes.append(note)
-                log.info(note)
+            self._note(f"best checkpoint: val.best_metric {self.best['metric']!r} is not among the validation "
+                       f"results ({', '.join(results)}); no best.pt is kept", log)
         if value is not None and self._is_better(value):
             self.best.update(value=value, iteration=self.iteration)
             state = self.state_dict()
