@@ -195,13 +195,10 @@ def validate(cfg: dict, schema: dict = DEFAULTS, prefix: str = "") -> None:
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(schema)}"
             raise ConfigError(f"unknown config key {name!r}{hint}")
         if isinstance(schema[k], dict):
-            if k in _OPEN_KEYS:
-                if not isinstance(v, dict):
-                    raise ConfigError(f"config key {name!r} must be a mapping, got {v!r}")
-                continue
             if not isinstance(v, dict):
                 raise ConfigError(f"config key {name!r} must be a mapping, got {v!r}")
-            validate(v, schema[k], name + ".")
+            if k not in _OPEN_KEYS:
+                validate(v, schema[k], name + ".")
         elif isinstance(v, dict):
             raise ConfigError(f"config key {name!r} takes a value, not a mapping ({v!r})")
 
