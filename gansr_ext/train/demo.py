@@ -10,8 +10,9 @@ Pretrained perceptual backbones (AlexNet for LPIPS) are used when on this machin
 LPIPS loss runs on a random-weight backbone and the report says so (the LPIPS metric is then left out).
 
 Report folder (default `demo_out/`): `report.md` (metrics table, settings, notes), `metrics.md`,
-`loss_curves.png`, `sr_comparison.png`, `spectrum.png`, `generator_psnr.pth`, `generator_gan.pth`,
-and the two training runs (`runs/`, with logs, TensorBoard events and checkpoints).
+`metrics.json`, `loss_curves.png`, `sr_comparison.png`, `spectrum.png`, `generator_psnr.pth`,
+`generator_gan.pth`, the held-back images (`eval_images/`), the full `gansr_ext.evaluate` output
+(`eval/`) and the two training runs (`runs/`, with logs, TensorBoard events and checkpoints).
 """
 
 from __future__ import annotations
