@@ -139,7 +139,9 @@ class EpochSeededDataset(torch.utils.data.Dataset):
         try:
             random.seed(item_seed)
             np.random.seed(item_seed)
-            torch.manual_seed(item_seed)
+            # the CPU generator only: torch.manual_seed would also reseed (and not restore) the CUDA
+            # generators that the training step draws from (e.g. the gradient penalty's eps)
+            torch.random.default_generator.manual_seed(item_seed)
             if hasattr(self.inner, "set_epoch"):
                 self.inner.set_epoch(epoch)
             return self.inner[index]
