@@ -268,3 +268,25 @@ def test_cuda_fused_training_matches_unfused_and_bf16_runs(tmp_path):
     assert tr.train()["skipped_iterations"] == 0
     row = read_csv(tmp_path / "bf16" / "run" / "train_log.csv")[-1]
     assert float(row["gpu_mem_gb"]) > 0 and np.isfinite(float(row["g_total"]))
+
+
+def test_item_seeding_leaves_the_cuda_generators_alone(monkeypatch):
+    # per-item seeding must touch (and restore) the CPU generator only: reseeding the CUDA generators
+    # would tie the training step's GPU randomness (e.g. the penalty's eps) to the last item loaded
+    from gansr_ext.train.builders import EpochSeededDataset
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: calls.append(seed))
+    class RandomItems:  # an item = a draw from the global torch RNG, as random crops are
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.rand(1)
+
+    ds = EpochSeededDataset(RandomItems(), seed=1)
+    before = torch.get_rng_state()
+    a, b = ds[(0, 1)], ds[(0, 1)]
+    assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), before)
+    assert calls == []
