@@ -34,9 +34,10 @@ gpu-check:
 	bash python/gpu_check.sh
 
 # Wheels the GPU machine lacks (it has torch, numpy, pytest, scikit-image, no network): carry them
-# with the device tool's `carry: [".carry"]`; gpu_check.sh installs them.
+# with the device tool's `carry: [".carry"]` (64 MiB limit: OpenCV, needed only for 16-bit image IO,
+# stays behind); gpu_check.sh installs them.
 gpu-carry: venv
-	$(PIP) download -q --no-deps -d .carry/wheels lpips pytorch-fid nvidia-cutlass opencv-python-headless safetensors
+	$(PIP) download -q --no-deps -d .carry/wheels lpips pytorch-fid nvidia-cutlass safetensors
 
 clean:
 	rm -rf build *.egg-info
