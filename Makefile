@@ -33,11 +33,15 @@ bench: build
 gpu-check:
 	bash python/gpu_check.sh
 
-# Wheels the GPU machine lacks (it has torch, numpy, pytest, scikit-image, no network): carry them
-# with the device tool's `carry: [".carry"]` (64 MiB limit: OpenCV, needed only for 16-bit image IO,
-# stays behind); gpu_check.sh installs them.
+# Wheels the GPU machine may lack (it has torch 2.11 on Python 3.12, numpy, pytest, scikit-image, no
+# network), for Python 3.12: carry them with the device tool's `carry: [".carry"]` (64 MiB limit, so
+# OpenCV, needed only for 16-bit image IO, stays behind); gpu_check.sh installs those not yet there.
+GPU_CARRY = lpips pytorch-fid nvidia-cutlass safetensors tqdm PyYAML matplotlib contourpy cycler \
+	fonttools kiwisolver pyparsing python-dateutil six
 gpu-carry: venv
-	$(PIP) download -q --no-deps -d .carry/wheels lpips pytorch-fid nvidia-cutlass safetensors
+	$(PIP) download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+	  -d .carry/wheels $(GPU_CARRY)
 
 clean:
 	rm -rf build *.egg-info

@@ -28,9 +28,11 @@ cap() { local l; l=$(( $(left) - ${2:-0} )); echo $(( l < $1 ? (l > 1 ? l : 1) :
 step "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
 step "torch: $($PY -c 'import torch; print(torch.__version__, torch.version.cuda)')  commit: $(git rev-parse --short HEAD 2>/dev/null)"
 if [ -d .carry/wheels ]; then
-  # --no-deps, as `make gpu-carry` downloads them: one unresolvable requirement (nvidia-cutlass needs
-  # cuda-python, pydot, treelib; only its headers are used) would otherwise make pip install none
-  $PY -m pip install -q --no-index --no-deps .carry/wheels/*.whl >"$OUT/carry_install.log" 2>&1 || true
+  # by name, so what the machine already has stays as it is; --no-deps, as `make gpu-carry` downloads
+  # them: one unresolvable requirement (nvidia-cutlass needs cuda-python, pydot, treelib; only its
+  # headers are used) would otherwise make pip install none
+  names=$(ls .carry/wheels/*.whl | xargs -n1 basename | sed 's/-[0-9].*//')
+  $PY -m pip install -q --no-index --no-deps --find-links .carry/wheels $names >"$OUT/carry_install.log" 2>&1 || true
 fi
 
 step "build (archs $GANSR_CUDA_ARCHS)"
