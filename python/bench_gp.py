@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import metadata, time_fn, write_results  # noqa: E402
+from benchlib import metadata, time_fn, write_results  # noqa: E402
 
 from gansr_ext.losses.penalty import gradient_penalty, gradient_penalty_reference  # noqa: E402
 from gansr_ext.models import VGGDiscriminator128  # noqa: E402

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import metadata, time_fn, write_results  # noqa: E402
+from benchlib import metadata, time_fn, write_results  # noqa: E402
 
 from gansr_ext.ops import fft_loss, fft_loss_reference  # noqa: E402
 

@@ -7,7 +7,7 @@ measurements after warm-up, all variants re-measured in this run:
                         channels_last | CUDA-graphed eager / fused | torch.compile
   G (RRDBNet nb=23) fwd+bwd, same variants (+ CUDA-graphed fused), and the peak memory of the step
   inference 1x3x512x512 -> x4, fp16 weights, channels_last: fused vs eager
-Prints a table with ratios (eager / fused) and writes OUT.json + OUT.md (bench_common.write_results).
+Prints a table with ratios (eager / fused) and writes OUT.json + OUT.md (benchlib.write_results).
 
     python python/bench_rrdb.py [--out bench/results/rrdb] [--quick] [--no-compile]
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import metadata, time_fn, write_results  # noqa: E402
+from benchlib import metadata, time_fn, write_results  # noqa: E402
 
 COLUMNS = ["fused", "fused_cutlass", "eager", "eager_graph", "fused_graph", "compile"]
 
