@@ -7,6 +7,14 @@ import torch
 from .._ext import cuda_kernels_available, extension_available, require_extension
 
 
+def fused_available(device: torch.device) -> bool:
+    """Whether the compiled ops can run on `device` (cpu always when `_C` is built; cuda when it holds
+    CUDA kernels). The one availability rule behind `fused=None` / `train.fused=auto`."""
+    if device.type == "cpu":
+        return extension_available()
+    return device.type == "cuda" and extension_available() and cuda_kernels_available()
+
+
 def use_fused(fused: bool | None, *tensors: torch.Tensor) -> bool:
     """Resolve the `fused` switch for tensors on one device.
 
@@ -21,9 +29,7 @@ def use_fused(fused: bool | None, *tensors: torch.Tensor) -> bool:
     if fused is False:
         return False
     if fused is None:
-        if not extension_available():
-            return False
-        return device.type == "cpu" or cuda_kernels_available()
+        return fused_available(device)
     require_extension()
     if device.type == "cuda" and not cuda_kernels_available():
         raise RuntimeError("gansr_ext._C was built without CUDA kernels; rebuild with nvcc and a CUDA torch, "

@@ -49,11 +49,11 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_fused(mode: str, device: torch.device) -> bool:
     """fused: off -> False; on -> True (error when not compiled for the device); auto -> where compiled."""
-    from .._ext import cuda_kernels_available, extension_available
+    from ..ops._common import fused_available
 
     if mode == "off":
         return False
-    available = extension_available() and (device.type == "cpu" or cuda_kernels_available())
+    available = fused_available(device)
     if mode == "on" and not available:
         raise RuntimeError(f"train.fused=on but the compiled gansr ops are not available for {device.type} "
                            "(run `make build`, or set train.fused=auto/off)")
