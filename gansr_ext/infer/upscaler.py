@@ -134,10 +134,9 @@ class Upscaler:
         has_switch = callable(getattr(self.model, "set_fused", None))
         if fused is None:  # auto: the fused op pays off on CUDA; keep the model's setting elsewhere
             if has_switch and self.device.type == "cuda":
-                try:
-                    self.model.set_fused(True)
-                except (RuntimeError, ImportError, NotImplementedError):
-                    self.model.set_fused(False)
+                from ..ops._common import fused_available
+
+                self.model.set_fused(fused_available(self.device))
             return
         if not has_switch:
             if fused:
