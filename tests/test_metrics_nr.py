@@ -1,13 +1,18 @@
 """NIQE / BRISQUE: distribution fits, MATLAB block conventions, quality ordering on real photos."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage, stats
+from PIL import Image
 from skimage import data as skdata
 
 from gansr_ext.metrics import brisque, niqe
-from gansr_ext.metrics.nss import fit_aggd, fit_ggd
+from gansr_ext.metrics.nss import fit_aggd, fit_ggd, mscn
+
+REFERENCE = Path(__file__).parent / "data" / "niqe_reference"
 
 
 def _blur(img, sigma):
@@ -68,6 +73,22 @@ def test_niqe_input_forms_agree():
     assert niqe(t) == pytest.approx(ref, abs=1e-12)
     batch = niqe(torch.stack([t, t.flip(-1)]))
     assert batch.shape == (2,) and batch[0] == pytest.approx(ref, abs=1e-12)
+
+
+def test_niqe_matches_published_matlab_value():
+    # MATLAB R2021a `niqe` of this file, as published with BasicSR (see data/niqe_reference/README.md)
+    img = np.asarray(Image.open(REFERENCE / "baboon.png").convert("RGB"))
+    assert niqe(img, crop_border=0) == pytest.approx(5.72957338, abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "constant"])
+def test_mscn_is_exactly_zero_in_flat_neighbourhoods(mode):
+    img = np.random.default_rng(3).integers(0, 256, (40, 40)).astype(np.float64)
+    img[2:14, :] = np.repeat([17.0, 99.0, 137.0, 211.0, 254.0], 8)  # five flat 12x8 bands
+    m = mscn(img, mode=mode)
+    centres = m[5:11][:, [8 * k + d for k in range(5) for d in (3, 4)]]  # whose 7x7 window is flat
+    assert np.all(centres == 0.0), centres
+    assert np.all(m[20:, 20:] != 0.0)  # random pixels keep their (non-zero) MSCN
 
 
 def test_niqe_too_small_or_flat():
