@@ -1,3 +1,5 @@
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import skimage.color
@@ -5,6 +7,26 @@ import torch
 from conftest import requires_cuda
 
 from gansr_ext.data import rgb2ycbcr, rgb_to_y, ycbcr2rgb
+from gansr_ext.data.color import matlab_round
+
+# MATLAB rgb2ycbcr on uint8, in exact rationals: value = offset + (row . rgb) / 255 (row in thousandths)
+ROWS = [(16, (65481, 128553, 24966)), (128, (-37797, -74203, 112000)), (128, (112000, -93786, -18214))]
+
+
+def _exact_level(offset, row, rgb) -> int:
+    v = offset + Fraction(sum(c * int(x) for c, x in zip(row, rgb)), 255000)
+    return int(v + Fraction(1, 2)) if v >= 0 else -int(-v + Fraction(1, 2))  # half away from zero
+
+
+def _tie_pixels(channel: int) -> np.ndarray:
+    """Every uint8 RGB whose exact value of `channel` is k + 0.5."""
+    offset, (cr, cg, cb) = ROWS[channel]
+    g, b = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    found = []
+    for r in range(256):  # one red value at a time: 65536 sums each, little memory
+        num = cr * r + cg * g + cb * b + offset * 255000
+        found += [(r, gg, bb) for gg, bb in zip(g[num % 255000 == 127500], b[num % 255000 == 127500])]
+    return np.array(found, dtype=np.uint8)
 
 
 def test_primaries_match_bt601_definition():
@@ -40,6 +62,34 @@ def test_uint8_is_rounded():
     back = ycbcr2rgb(rgb2ycbcr(rgb))
     assert back.dtype == np.uint8
     assert np.abs(back.astype(int) - rgb.astype(int)).max() <= 2  # two 8-bit roundings
+
+
+def test_matlab_round_is_half_away_from_zero():
+    x = np.array([0.5, 1.5, 2.5, -0.5, -2.5, 2.4999999999999996, 0.49999999999999994, -0.0, 3.0, np.nan])
+    want = np.array([1.0, 2.0, 3.0, -1.0, -3.0, 2.0, 0.0, 0.0, 3.0, np.nan])
+    np.testing.assert_array_equal(matlab_round(x), want)
+    np.testing.assert_array_equal(matlab_round(torch.from_numpy(x)).numpy(), want)
+
+
+@pytest.mark.parametrize("channel", [0, 2])  # Y: 194 ties, Cr: 12 ties, Cb: none
+def test_uint8_ties_round_up_on_every_layout(channel):
+    rgb = _tie_pixels(channel)
+    assert len(rgb) > 10
+    want = np.array([_exact_level(*ROWS[channel], p) for p in rgb])
+    hwc = rgb[None]  # (1, K, 3)
+    chw = torch.from_numpy(hwc).permute(2, 0, 1).contiguous()
+    np.testing.assert_array_equal(rgb2ycbcr(hwc)[0, :, channel], want)
+    np.testing.assert_array_equal(rgb2ycbcr(chw)[channel, 0].numpy(), want)
+    np.testing.assert_array_equal(rgb2ycbcr(chw[None])[0, channel, 0].numpy(), want)
+    if channel == 0:
+        np.testing.assert_array_equal(rgb_to_y(hwc)[0], want)
+        np.testing.assert_array_equal(rgb_to_y(chw)[0, 0].numpy(), want)
+
+
+def test_uint8_matches_exact_matlab_levels_on_random_pixels():
+    rgb = np.random.default_rng(4).integers(0, 256, (400, 3)).astype(np.uint8)
+    want = np.array([[_exact_level(o, row, p) for o, row in ROWS] for p in rgb])
+    np.testing.assert_array_equal(rgb2ycbcr(rgb), want)
 
 
 def test_torch_matches_numpy_and_rgb_to_y_shapes():

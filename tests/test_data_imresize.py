@@ -4,6 +4,7 @@ import torch
 from conftest import requires_cuda
 
 from gansr_ext.data import imresize, make_lr, modcrop
+from gansr_ext.data.color import matlab_round
 from gansr_ext.data.imresize import resize_weights
 
 # Cubic kernel (a = -0.5) values worked out by hand, in 1/128:
@@ -35,6 +36,20 @@ def test_known_weights_upscale_2_to_4():
     w = resize_weights(2, 4, 2.0)
     np.testing.assert_allclose(w[0], expected_row0, atol=1e-15)
     np.testing.assert_allclose(w[3], expected_row0[::-1], atol=1e-15)
+
+
+def test_integer_ties_round_half_away_from_zero_as_matlab():
+    # x2 from 4 pixels, rows of the weights in 1/128 (from the kernel values above, mirrored at the
+    # ends): (140, -12, 0, 0), (102, 29, -3, 0), (26, 111, -9, 0), (-9, 111, 29, -3), (-3, 29, 111, -9),
+    # (0, -9, 111, 26), (0, -3, 29, 102), (0, 0, -12, 140). On 100 + (0, 0, 0, 64) they give
+    # 100 + (0, 0, 0, -1.5, -4.5, 13, 51, 70): two exact ties, 98.5 and 95.5, that MATLAB rounds up.
+    col = np.array([100, 100, 100, 164])
+    want = np.array([100, 100, 100, 99, 96, 113, 151, 170])
+    np.testing.assert_array_equal(imresize(col[:, None].astype(np.uint8), (2, 1))[:, 0], want)
+    np.testing.assert_array_equal(imresize(col[:, None].astype(np.uint16), (2, 1))[:, 0], want)
+    np.testing.assert_array_equal(imresize(torch.tensor(col, dtype=torch.uint8)[:, None], (2, 1))[:, 0], want)
+    neg = imresize(torch.tensor(-col, dtype=torch.int16)[:, None], (2, 1))[:, 0]  # away from zero: down
+    np.testing.assert_array_equal(neg.numpy(), -want)
 
 
 @pytest.mark.parametrize("scale", [0.25, 0.5, 1 / 3, 0.75, 2.0, 4.0, 1.5])
@@ -97,13 +112,13 @@ def test_uint8_rounds_and_clips_like_float_path():
     img[4:6] = 0
     out = imresize(img, 0.5)
     assert out.dtype == np.uint8
-    ref = np.clip(np.round(imresize(img.astype(np.float64), 0.5)), 0, 255)
+    ref = np.clip(matlab_round(imresize(img.astype(np.float64), 0.5)), 0, 255)
     np.testing.assert_array_equal(out, ref)
     up = imresize(img, 3.0)
     assert up.dtype == np.uint8 and up.shape == (48, 36, 3)
     float_up = imresize(img.astype(np.float64), 3.0)
     assert float_up.max() > 255 or float_up.min() < 0  # overshoot exists, so clipping was exercised
-    np.testing.assert_array_equal(up, np.clip(np.round(float_up), 0, 255))
+    np.testing.assert_array_equal(up, np.clip(matlab_round(float_up), 0, 255))
     tu8 = imresize(torch.from_numpy(img.transpose(2, 0, 1).copy()), 0.5)
     assert tu8.dtype == torch.uint8
     np.testing.assert_array_equal(tu8.numpy().transpose(1, 2, 0), out)

@@ -1,5 +1,6 @@
 """NIQE / BRISQUE: distribution fits, MATLAB block conventions, quality ordering on real photos."""
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,19 @@ def test_mscn_is_exactly_zero_in_flat_neighbourhoods(mode):
     centres = m[5:11][:, [8 * k + d for k in range(5) for d in (3, 4)]]  # whose 7x7 window is flat
     assert np.all(centres == 0.0), centres
     assert np.all(m[20:, 20:] != 0.0)  # random pixels keep their (non-zero) MSCN
+
+
+def test_niqe_same_for_every_layout_of_the_same_pixels_with_ties_rounded_up():
+    # pixels whose exact MATLAB Y is k + 0.5 (65481 R + 128553 G + 24966 B = 127500 mod 255000)
+    ties = np.array([(0, 204, 68), (1, 173, 225), (2, 44, 141), (4, 194, 109), (5, 65, 25)], np.uint8)
+    img = skdata.astronaut()[:200, :200].copy()
+    img.reshape(-1, 3)[::3] = np.resize(ties, (len(img.reshape(-1, 3)[::3]), 3))
+    y = np.array([[int(16 + Fraction(65481 * int(r) + 128553 * int(g) + 24966 * int(b), 255000) + Fraction(1, 2))
+                   for r, g, b in row] for row in img], np.uint8)  # MATLAB's rounding: ties go up
+    want = niqe(y)
+    chw = torch.from_numpy(img).permute(2, 0, 1).contiguous()
+    for form in (img, chw, chw.float() / 255, img.astype(np.float32) / 255, chw[None].double() / 255):
+        assert float(np.atleast_1d(niqe(form))[0]) == want
 
 
 def test_niqe_too_small_or_flat():

@@ -15,7 +15,8 @@ differentiable, one matmul per dimension). Output size is ``ceil(s * n)`` as in 
 
 Like the well-known Python ports (BasicSR ``matlab_functions.imresize``) the computation is in
 floating point throughout and integer inputs are rounded and clipped once at the end (MATLAB's
-mex rounds integer images after each dimension, which can differ by 1 level).
+mex rounds integer images after each dimension, which can differ by 1 level). Rounding is MATLAB's,
+half away from zero (numpy and torch round half to even: 98.5 -> 98 instead of 99).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+
+from .color import matlab_round
 
 __all__ = ["imresize", "modcrop", "make_lr", "resize_weights", "cubic"]
 
@@ -138,7 +141,7 @@ def _imresize_numpy(img: np.ndarray, plan, antialiasing: bool) -> np.ndarray:
     x = sum(wts[:, k] * x[:, cols[:, k]] for k in range(cols.shape[1]))
     if dtype in (np.uint8, np.uint16):
         info = np.iinfo(dtype)
-        return np.clip(np.round(x), info.min, info.max).astype(dtype)
+        return np.clip(matlab_round(x), info.min, info.max).astype(dtype)
     return x.astype(dtype)
 
 
@@ -158,9 +161,9 @@ def _imresize_torch(img: torch.Tensor, plan, antialiasing: bool) -> torch.Tensor
     ww = _torch_weights(w, ow, float(sw), bool(antialiasing), img.device, ct)
     out = wh @ img.to(ct) @ ww.T
     if dtype == torch.uint8:
-        return out.round().clamp(0, 255).to(dtype)
+        return matlab_round(out).clamp(0, 255).to(dtype)
     if not dtype.is_floating_point:
-        return out.round().to(dtype)
+        return matlab_round(out).to(dtype)
     return out.to(dtype)
 
 

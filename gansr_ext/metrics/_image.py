@@ -58,6 +58,11 @@ def to_batch255(img, fn: str, what: str = "image") -> tuple[np.ndarray, bool]:
     return x, single
 
 
+# an image whose values are all this close to 8-bit levels is taken as those levels (uint8 data, or
+# uint8 / 255 stored as float32, whose x 255 is off by up to ~1.5e-5)
+LEVEL_TOLERANCE = 1e-3
+
+
 def y_channel(x: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) RGB in [0, 255] -> (N, H, W, 1) MATLAB rgb2ycbcr Y in [16, 235] (float, unrounded)."""
     if x.shape[-1] == 1:
@@ -67,11 +72,39 @@ def y_channel(x: np.ndarray) -> np.ndarray:
     return (rgb_to_y(x / 255.0) * 255.0)[..., None]
 
 
+def _as_levels(x: np.ndarray) -> np.ndarray | None:
+    """x as uint8 if every value is an 8-bit level (within LEVEL_TOLERANCE), else None."""
+    levels = np.rint(x)
+    if levels.min() < 0 or levels.max() > 255 or np.abs(x - levels).max() > LEVEL_TOLERANCE:
+        return None
+    return levels.astype(np.uint8)
+
+
+def y_levels(x: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) in [0, 255] -> (N, H, W, 1) Y as 8-bit levels (float), as MATLAB rgb2ycbcr on uint8.
+
+    8-bit inputs (in any layout or dtype) use the exact integer Y, so ties round up on every path;
+    other float inputs round their float Y half away from zero (MATLAB's im2uint8). NaN stays NaN.
+    """
+    from gansr_ext.data.color import matlab_round, rgb_to_y
+
+    levels = _as_levels(x) if np.isfinite(x).all() else None
+    if levels is None:
+        return matlab_round(y_channel(x))
+    if x.shape[-1] == 1:
+        return levels.astype(np.float64)
+    return rgb_to_y(levels)[..., None].astype(np.float64)
+
+
 def matlab_gray(x: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) RGB in [0, 255] -> (N, H, W, 1) as MATLAB `rgb2gray` on uint8 (rounded levels)."""
+    from gansr_ext.data.color import matlab_round
+
+    x = np.clip(matlab_round(x), 0, 255)
     if x.shape[-1] == 1:
-        return np.round(x)
-    return np.round(np.clip(np.round(x), 0, 255) @ MATLAB_GRAY)[..., None]
+        return x
+    w = MATLAB_GRAY  # channel by channel in a fixed order: the same result for every memory layout
+    return matlab_round(w[0] * x[..., 0] + w[1] * x[..., 1] + w[2] * x[..., 2])[..., None]
 
 
 def crop_border(x: np.ndarray, border: int, fn: str) -> np.ndarray:

@@ -1,7 +1,7 @@
 """NIQE (Mittal, Soundararajan, Bovik 2013), MATLAB-compatible (`computequality.m`), lower is better.
 
-The image (Y channel of MATLAB rgb2ycbcr, rounded to uint8 levels, `crop_border` pixels shaved, as
-the PIRM 2018 SR protocol) is cut to whole 96x96 blocks. At two scales (the second a MATLAB bicubic
+The image (Y channel of MATLAB rgb2ycbcr as uint8 levels, exact for 8-bit inputs whatever their layout,
+float inputs rounded half away from zero; `crop_border` pixels shaved, as the PIRM 2018 SR protocol) is cut to whole 96x96 blocks. At two scales (the second a MATLAB bicubic
 imresize by 0.5) the MSCN map (replicate padding) is split into blocks (96x96, then 48x48) and each
 block gives 18 features: AGGD fit of the MSCN values (alpha, (beta_l + beta_r) / 2) and, for the
 4 neighbour products (shifts (0,1), (1,0), (1,1), (1,-1)), the AGGD (alpha, mean, beta_l, beta_r)
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._image import crop_border as _crop, result, to_batch255, y_channel
+from ._image import crop_border as _crop, result, to_batch255, y_levels
 from .nss import NIQE_SHIFTS, fit_aggd, gamma_ratio, load_params, mscn
 
 __all__ = ["niqe", "niqe_features"]
@@ -76,6 +76,6 @@ def _niqe_gray(gray: np.ndarray) -> float:
 def niqe(img, crop_border: int = 4):
     """NIQE of an image or a batch (see the module docstring); float or (N,) array."""
     x, single = to_batch255(img, "niqe")
-    y = np.round(y_channel(x))  # uint8 levels, as the reference reads 8-bit Y images
+    y = y_levels(x)  # uint8 levels, as the reference reads 8-bit Y images
     y = _crop(y, crop_border, "niqe")
     return result(np.array([_niqe_gray(im[..., 0]) for im in y]), single)
