@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from gansr_ext.data import ImageReadError, list_images, read_image, read_image_with_alpha, write_image
+from gansr_ext.data.io import read_image_native
 
 RNG = np.random.default_rng(0)
 
@@ -170,6 +171,20 @@ def test_unreadable_files_raise_image_read_error(tmp_path):
     with pytest.raises(ImageReadError, match="missing.png"):
         read_image(tmp_path / "missing.png")
     assert isinstance(ImageReadError("x", "y"), OSError)
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_float_images_with_non_finite_pixels_are_refused(tmp_path, bad_value):
+    from PIL import Image
+
+    arr = RNG.random((6, 5)).astype(np.float32)
+    Image.fromarray(arr, mode="F").save(tmp_path / "ok.tif")
+    np.testing.assert_array_equal(read_image(tmp_path / "ok.tif"), np.repeat(arr[..., None], 3, 2))
+    arr[2, 3] = bad_value
+    Image.fromarray(arr, mode="F").save(tmp_path / "bad.tif")
+    for reader in (read_image, read_image_native):
+        with pytest.raises(ImageReadError, match=r"bad\.tif: 1 of 30 pixel values are not finite"):
+            reader(tmp_path / "bad.tif")
 
 
 def test_write_image_inputs_and_errors(tmp_path):

@@ -3,8 +3,8 @@
 Reading uses Pillow (PNG, JPEG, WebP, BMP, TIFF, ...) with the EXIF orientation applied, except
 16-bit PNGs and 16-bit RGB(A) TIFFs, which Pillow truncates to 8 bits and which OpenCV decodes
 (imported lazily: only these files need it). Grayscale becomes 3 identical channels; alpha is
-dropped by `read_image` and returned separately by `read_image_with_alpha`. Any failure raises
-`ImageReadError` naming the file. 16-bit PNGs are written with OpenCV.
+dropped by `read_image` and returned separately by `read_image_with_alpha`. Any failure, and a
+float image (32-bit TIFF) holding NaN or Inf, raises `ImageReadError` naming the file. 16-bit PNGs are written with OpenCV.
 """
 
 from __future__ import annotations
@@ -64,9 +64,17 @@ def _pil_to_array(im) -> np.ndarray:
         arr = arr.astype(np.uint16)
     elif im.mode == "I":  # 16-bit grayscale from some decoders
         arr = np.clip(arr, 0, 65535).astype(np.uint16)
-    elif im.mode == "F":
-        arr = np.clip(arr, 0.0, 1.0).astype(np.float32)
+    elif im.mode == "F":  # 32-bit float (TIFF): range-checked and clipped by the caller
+        arr = arr.astype(np.float32)
     return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _checked_float(arr: np.ndarray, path: Path) -> np.ndarray:
+    """A float image clipped to [0, 1]; NaN / Inf pixels are refused (clipping would hide or invent them)."""
+    bad = int(np.count_nonzero(~np.isfinite(arr)))
+    if bad:
+        raise ImageReadError(path, f"{bad} of {arr.size} pixel values are not finite (NaN or Inf)")
+    return np.clip(arr, 0.0, 1.0)
 
 
 def _cv2():
@@ -123,7 +131,10 @@ def _encode_png16(arr: np.ndarray) -> bytes:
 
 
 def read_image_native(path) -> np.ndarray:
-    """HWC array (uint8 / uint16 / float32, 1-4 channels), EXIF orientation applied."""
+    """HWC array (uint8 / uint16 / float32 clipped to [0, 1], 1-4 channels), EXIF orientation applied.
+
+    A float image with a NaN or Inf pixel raises `ImageReadError` (it would poison every loss).
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     p = Path(path)
@@ -137,12 +148,12 @@ def read_image_native(path) -> np.ndarray:
                 # (IMREAD_UNCHANGED), so orient with the EXIF that Pillow reads from the same file
                 return arr if im.format == "TIFF" else _orient(arr, im.getexif().get(0x0112, 1))
             im.load()
-            im = ImageOps.exif_transpose(im)
-            return _pil_to_array(im)
+            arr = _pil_to_array(ImageOps.exif_transpose(im))
     except ImageReadError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
         raise ImageReadError(p, f"{type(e).__name__}: {e}") from e
+    return _checked_float(arr, p) if arr.dtype.kind == "f" else arr
 
 
 def _to_float(arr: np.ndarray) -> np.ndarray:
