@@ -1,19 +1,35 @@
 """Atomic file writes: write a temp file next to the target, fsync, then `os.replace` onto it, so a
-reader (or a run killed mid-write) never sees a half-written file under the real name."""
+reader (or a run killed mid-write) never sees a half-written file under the real name.
+
+The temp file is created with mode 0o666 filtered by the process umask, as `open(path, "wb")` would
+create the target (`tempfile.mkstemp` would leave every written file 0600)."""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable
+
+_NEW_FILE_MODE = 0o666  # the kernel applies the umask to it
+
+
+def _create_temp(folder: Path, name: str) -> tuple[int, Path]:
+    """An exclusively created, empty temp file next to the target: (fd, path)."""
+    while True:
+        tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                           _NEW_FILE_MODE), tmp
+        except FileExistsError:
+            continue
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """Call `write(f)` with a binary file object opened on a temp file, then move it onto `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -21,6 +37,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path

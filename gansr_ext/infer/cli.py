@@ -4,12 +4,20 @@ Each image keeps its channel layout (gray stays gray, alpha is kept) and its bit
 output format allows (16-bit in -> 16-bit PNG out). A file that cannot be read or written is
 reported by name and skipped; the exit status is 1 when any image failed or an input matched
 nothing, 2 when the model could not be loaded or --quality is out of range.
+
+Outputs are written only inside OUT_DIR (--suffix may not hold a path separator) and never onto an
+input file (compared after resolving `..` and links); an existing output is skipped with a notice
+unless --overwrite is given. An image whose output would exceed --max-pixels (default 256
+megapixels, about 3 GB of float32 RGB held in memory) is refused before it is decoded. A model
+output with NaN/Inf values is an error for that image, not a black picture.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data.io import ImageReadError, list_images, read_image_native, write_image
-from .upscaler import ALPHA_MODES, DEFAULT_FEATHER, DEFAULT_OVERLAP, Upscaler
+from .upscaler import ALPHA_MODES, DEFAULT_FEATHER, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_OVERLAP, Upscaler
 
 OUTPUT_EXTENSIONS = ("png", "jpg", "webp")
 _FUSED = {"auto": None, "on": True, "off": False}
@@ -53,9 +61,24 @@ def _positive_float(value: str) -> float:
         f = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not f > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    if not (math.isfinite(f) and f > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {value!r}")
     return f
+
+
+def check_suffix(suffix: str) -> str:
+    """ValueError for a suffix that would put the output file outside the output folder."""
+    separators = {os.sep, os.altsep, "/", "\\", "\0"} - {None}
+    if any(sep in suffix for sep in separators):
+        raise ValueError(f"--suffix must not contain a path separator, got {suffix!r}")
+    return suffix
+
+
+def _suffix_arg(value: str) -> str:
+    try:
+        return check_suffix(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +106,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how the alpha channel is upscaled (default bicubic)")
     parser.add_argument("--fused", choices=tuple(_FUSED), default="auto",
                         help="fused RRDB op: auto (on CUDA when built), on, off")
-    parser.add_argument("--suffix", default="_out", help="appended to output file names (default _out)")
+    parser.add_argument("--suffix", type=_suffix_arg, default="_out",
+                        help="appended to output file names (default _out; no path separators)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing output files (default: skip them with a notice)")
+    parser.add_argument("--max-pixels", type=_positive_float, default=DEFAULT_MAX_OUTPUT_PIXELS / 1e6,
+                        metavar="MEGAPIXELS",
+                        help="refuse images whose output has more megapixels (default "
+                             f"{DEFAULT_MAX_OUTPUT_PIXELS / 1e6:g}: the output is held in memory as float32, "
+                             "about 12 bytes per RGB pixel)")
     parser.add_argument("--recursive", action="store_true", help="look into sub-folders of folder inputs")
     parser.add_argument("-v", "--verbose", action="store_true", help="per-image sizes and timing")
 
@@ -118,7 +149,7 @@ def output_path(src: Path, out_dir: Path, ext: str, suffix: str, taken: set) -> 
         ext = {"jpeg": "jpg"}.get(ext, ext)
         if ext not in OUTPUT_EXTENSIONS:
             ext = "png"
-    base = f"{src.stem}{suffix}"
+    base = f"{src.stem}{check_suffix(suffix)}"
     path, n = out_dir / f"{base}.{ext}", 1
     while path in taken:
         n += 1
@@ -127,8 +158,21 @@ def output_path(src: Path, out_dir: Path, ext: str, suffix: str, taken: set) -> 
     return path
 
 
+def _check_pixel_budget(up: Upscaler, src: Path, outscale) -> None:
+    """Refuse an image above the output pixel budget from its header, before decoding it."""
+    from PIL import Image
+
+    try:
+        with Image.open(src) as im:
+            width, height = im.size
+    except Exception:  # noqa: BLE001 - not readable by its header: read_image_native reports why
+        return
+    up.check_size(height, width, outscale=outscale)
+
+
 def upscale_file(up: Upscaler, src: Path, dst: Path, outscale, quality: int) -> tuple[tuple, tuple]:
     """Read (native bit depth, channels, EXIF orientation applied), upscale, write; returns the sizes."""
+    _check_pixel_budget(up, src, outscale)
     img = read_image_native(src)  # HWC uint8/uint16/float32 with 1-4 channels
     out = up.upscale(img, outscale=outscale)
     if dst.suffix == ".jpg" and out.shape[2] in (2, 4):
@@ -151,7 +195,7 @@ def run(args) -> int:
     try:
         up = Upscaler(args.model, device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
                       feather=args.feather, batch_tiles=args.batch_tiles, fused=_FUSED[args.fused],
-                      alpha=args.alpha, progress=True)
+                      alpha=args.alpha, progress=True, max_output_pixels=round(args.max_pixels * 1e6))
     except Exception as e:  # noqa: BLE001 - any load failure ends the run with its message
         print(f"gansr upscale: error: cannot load model {args.model}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
@@ -160,10 +204,20 @@ def run(args) -> int:
               f"overlap {up.overlap}, feather {up.feather}", file=sys.stderr)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    failed, taken = [], set()
+    failed, skipped, taken = [], [], set()
+    inputs = {src.resolve() for src in files}
     bar = tqdm(files, desc="images", unit="img", disable=None)
     for src in bar:
         dst = output_path(src, out_dir, args.ext, args.suffix, taken)
+        if dst.resolve() in inputs:
+            failed.append(src)
+            tqdm.write(f"gansr upscale: error: {src}: the output {dst} would overwrite an input; "
+                       "choose another -o or --suffix", file=sys.stderr)
+            continue
+        if os.path.lexists(dst) and not args.overwrite:
+            skipped.append(src)
+            tqdm.write(f"gansr upscale: {dst} exists, skipped (--overwrite to replace it)", file=sys.stderr)
+            continue
         t0 = time.perf_counter()
         try:
             (h, w), (oh, ow) = upscale_file(up, src, dst, args.outscale, args.quality)
@@ -178,7 +232,8 @@ def run(args) -> int:
         if args.verbose:
             tqdm.write(f"{src} ({w}x{h}) -> {dst} ({ow}x{oh}) in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
     bar.close()
-    done = len(files) - len(failed)
+    done = len(files) - len(failed) - len(skipped)
     print(f"gansr upscale: {done} of {len(files)} images written to {out_dir}"
+          + (f"; {len(skipped)} skipped (output exists)" if skipped else "")
           + (f"; {len(failed)} failed: {', '.join(map(str, failed))}" if failed else ""), file=sys.stderr)
     return 1 if failed or problems else 0

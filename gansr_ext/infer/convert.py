@@ -26,8 +26,19 @@ def _channels_ok(c: int, what: str) -> None:
         raise ValueError(f"upscale: {what} must have 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) channels, got {c}")
 
 
+class NonFiniteOutputError(ValueError):
+    """The model output holds NaN/Inf, which an integer image cannot represent."""
+
+
 def _to_uint(x: torch.Tensor, maximum: int, dtype) -> np.ndarray:
-    return (x.clamp(0, 1) * maximum).round().numpy().astype(dtype)
+    """Float in [0, 1] (clipped) -> uint array; in place on `x`, which is the upscaler's own result
+    (the copies would double the peak memory of a large image)."""
+    bad = int(x.numel() - x.isfinite().sum())
+    if bad:  # NaN would silently become 0 (black) in the integer cast
+        raise NonFiniteOutputError(
+            f"upscale: the model output has {bad} NaN/Inf values, which an 8/16-bit image cannot hold (fp16 "
+            "overflow: use dtype bf16 or fp32; otherwise NaN/Inf in the model's weights or the input)")
+    return x.clamp_(0, 1).mul_(maximum).round_().numpy().astype(dtype)
 
 
 def numpy_to_tensor(img: np.ndarray) -> tuple[torch.Tensor, Restore]:

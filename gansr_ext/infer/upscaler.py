@@ -11,6 +11,7 @@ Compared with Real-ESRGAN's `RealESRGANer`:
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 
@@ -25,6 +26,10 @@ from .convert import to_tensor
 DEFAULT_OVERLAP = 16  # context pixels per tile side never used for output (exactness margin)
 DEFAULT_FEATHER = 8  # half-width of the blending ramp around each tile boundary
 DEFAULT_CPU_TILE = 256
+# The whole output is held in CPU memory as float32 (plus the 8/16-bit copy written): 256 megapixels
+# (e.g. 16000 x 16000; a 4K frame x4 is 133) is about 3 GB for RGB. Larger asks are refused with
+# ImageTooLargeError unless the limit is raised (max_output_pixels / `gansr upscale --max-pixels`).
+DEFAULT_MAX_OUTPUT_PIXELS = 256_000_000
 ALPHA_MODES = ("bicubic", "model")
 # ITU-R BT.601 luma, what PIL's convert("L") uses: turns a 3-channel model output back to gray
 _LUMA = (0.299, 0.587, 0.114)
@@ -49,6 +54,19 @@ def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
                       "half-precision version); using fp32 instead (bf16 works on the CPU)", stacklevel=3)
         return torch.float32
     return dtype
+
+
+class ImageTooLargeError(ValueError):
+    """The output of an image would exceed the Upscaler's pixel budget (`max_output_pixels`)."""
+
+
+def check_outscale(outscale) -> None:
+    """ValueError unless `outscale` is None or a finite positive number."""
+    if outscale is None:
+        return
+    if isinstance(outscale, bool) or not isinstance(outscale, (int, float)) or not (
+            math.isfinite(outscale) and outscale > 0):
+        raise ValueError(f"upscale: outscale must be a finite positive number, got {outscale!r}")
 
 
 def _to_gray(x: torch.Tensor) -> torch.Tensor:
@@ -83,14 +101,16 @@ class Upscaler:
     per tile side (tiled == untiled when >= the receptive-field radius); feather: blending
     half-width. batch_tiles: tiles per forward pass. fused: None (auto: on for CUDA when available),
     True/False -> `model.set_fused`. alpha: "bicubic" (alpha resized with `imresize`) or "model"
-    (alpha replicated to the model's channels). progress: a tqdm bar over tiles.
+    (alpha replicated to the model's channels). progress: a tqdm bar over tiles. max_output_pixels:
+    images whose output (at the model's scale or at outscale, whichever is larger, times the batch)
+    has more pixels are refused with ImageTooLargeError before any work (None: no limit).
 
     The module is moved to the device and dtype in place (like `nn.Module.to`) and put in eval mode.
     """
 
     def __init__(self, model_or_path, device=None, dtype=None, tile=None, overlap=None, batch_tiles: int = 4,
                  fused=None, channels_last: bool = True, feather=None, alpha: str = "bicubic",
-                 progress: bool = False):
+                 progress: bool = False, max_output_pixels: int | None = DEFAULT_MAX_OUTPUT_PIXELS):
         self.device = torch.device(device) if device is not None else torch.device(
             "cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = resolve_dtype(dtype, self.device)
@@ -103,7 +123,10 @@ class Upscaler:
         tiling.check_int("batch_tiles", batch_tiles, 1, who="Upscaler")
         if alpha not in ALPHA_MODES:
             raise ValueError(f"Upscaler: alpha must be one of {ALPHA_MODES}, got {alpha!r}")
+        if max_output_pixels is not None:
+            tiling.check_int("max_output_pixels", max_output_pixels, 1, who="Upscaler")
         self.batch_tiles, self.alpha, self.progress = batch_tiles, alpha, progress
+        self.max_output_pixels = max_output_pixels
         self.channels_last = channels_last
         self.model = _load_model(model_or_path).eval()  # no requires_grad_ change: inference_mode suffices
         self.model.to(device=self.device, dtype=self.dtype)
@@ -261,15 +284,30 @@ class Upscaler:
         raise ValueError(f"Upscaler: cannot feed a {c}-channel image to a model with {self.in_ch} input channels")
 
     # -- public API ----------------------------------------------------------------------------
+    def check_size(self, height: int, width: int, outscale: float | None = None, count: int = 1,
+                   channels: int = 3) -> None:
+        """ImageTooLargeError if `count` images of height x width would exceed max_output_pixels (the
+        model-scale output and the outscale result are both held in memory: the larger one counts)."""
+        check_outscale(outscale)
+        factor = max(self.scale, outscale or 0)
+        out_h, out_w = round(height * factor), round(width * factor)
+        pixels = count * out_h * out_w
+        if self.max_output_pixels is None or pixels <= self.max_output_pixels:
+            return
+        gigabytes = pixels * channels * 4 / 1e9
+        raise ImageTooLargeError(
+            f"upscale: the output would be {out_w}x{out_h}" + (f" x {count} images" if count > 1 else "")
+            + f" = {pixels / 1e6:.0f} megapixels (about {gigabytes:.1f} GB as float32), above the limit of "
+            f"{self.max_output_pixels / 1e6:g} megapixels; raise it (gansr upscale --max-pixels, "
+            "Upscaler(max_output_pixels=...)) if the memory is there")
+
     def upscale_tensor(self, x: torch.Tensor, outscale: float | None = None, alpha: str | None = None) -> torch.Tensor:
         """(N, C, H, W) float in [0, 1], C in {1, 2, 3, 4} (2 and 4: last channel alpha) -> upscaled
         float32 CPU tensor (not clamped) of size round(outscale * H) x round(outscale * W)."""
         alpha = self.alpha if alpha is None else alpha
         if alpha not in ALPHA_MODES:
             raise ValueError(f"upscale: alpha must be one of {ALPHA_MODES}, got {alpha!r}")
-        if outscale is not None and (isinstance(outscale, bool) or not isinstance(outscale, (int, float))
-                                     or not outscale > 0):
-            raise ValueError(f"upscale: outscale must be a positive number, got {outscale!r}")
+        self.check_size(*x.shape[-2:], outscale=outscale, count=x.shape[0], channels=x.shape[1])
         x = x.to("cpu", torch.float32)
         c = x.shape[1]
         has_alpha = c in (2, 4) and c != self.in_ch

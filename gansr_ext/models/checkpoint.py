@@ -9,9 +9,15 @@ Formats recognised by `convert_state_dict` (all end up with BasicSR parameter na
   (d) gansr_ext: BasicSR keys plus the arch hyper-parameters; `.pth` holds
       `{"format": "gansr_ext", "format_version": 1, "arch": {...}, "params": state_dict}`, `.safetensors`
       holds the tensors with `format`, `format_version`, `arch` (JSON) in the header metadata.
+  (e) `gansr train` checkpoints (`RUN_DIR/checkpoints/iter_N.pt`): the EMA generator (`ema`), or `G` when
+      the run kept no EMA (numpy arrays in their RNG state are allowed; no other objects are).
 Without metadata, hyper-parameters are inferred from key names and shapes; the scale from conv_first's
 input channels c: c == out_ch -> x4, 4*out_ch -> x2 (pixel-unshuffle 2), 16*out_ch -> x1, otherwise x4.
 `.pth` files are read only with `torch.load(weights_only=True)`.
+
+Before a network is built, the architecture (metadata or inferred) is checked against the tensor shapes and
+against ARCH_LIMITS / MAX_PARAMETERS, so a small file with lying metadata cannot make the loader allocate
+gigabytes.
 """
 
 from __future__ import annotations
@@ -26,12 +32,19 @@ import torch
 from torch import nn
 
 from .._fileio import atomic_write
-from .rrdbnet import RRDBNet
+from .rrdbnet import _SCALES, _UNSHUFFLE, RRDBNet
 
 FORMAT_NAME = "gansr_ext"
 FORMAT_VERSION = 1
 ARCH_KEYS = ("in_ch", "out_ch", "scale", "nf", "nb", "gc")
 _PTH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+# Far above every published RRDBNet (ESRGAN: nf 64, nb 23, gc 32, 16.7 M parameters), far below what
+# would exhaust memory: a checkpoint describing more is refused before anything is allocated.
+ARCH_LIMITS = {"in_ch": 64, "out_ch": 64, "nf": 1024, "nb": 256, "gc": 1024}
+MAX_PARAMETERS = 200_000_000
+# the globals numpy arrays pickle to (a trainer checkpoint's numpy RNG state); nothing else is allowed
+_NUMPY_GLOBALS = ("numpy.dtype", "numpy.ndarray", "numpy._core.multiarray._reconstruct",
+                  "numpy.core.multiarray._reconstruct")
 
 
 class CheckpointError(ValueError):
@@ -108,8 +121,18 @@ def _read_arch(arch, where: str) -> dict:
     return dict(arch)
 
 
+def _is_trainer_checkpoint(obj) -> bool:
+    return isinstance(obj, dict) and "iteration" in obj and ("ema" in obj or "G" in obj)
+
+
 def _unwrap(obj) -> tuple[dict, dict | None]:
     """-> (flat state dict, arch metadata or None)."""
+    if _is_trainer_checkpoint(obj):
+        for key in ("ema", "G"):  # the EMA weights are what validation and the exported generator use
+            if _is_tensor_dict(obj.get(key)):
+                return obj[key], None
+        raise CheckpointError("gansr train checkpoint without generator weights ('ema' and 'G' are empty); use "
+                              "the run's generator_ema.pth")
     if isinstance(obj, dict) and obj.get("format") == FORMAT_NAME:
         version = int(obj.get("format_version", FORMAT_VERSION))
         if version > FORMAT_VERSION:
@@ -160,6 +183,29 @@ def infer_arch(sd: dict) -> dict:
     return dict(in_ch=cin, out_ch=out_ch, scale=4, nf=nf, nb=nb, gc=gc)
 
 
+def check_arch(arch: dict, sd: dict) -> None:
+    """CheckpointError unless `arch` is within ARCH_LIMITS, agrees with the tensor shapes of `sd` (BasicSR
+    names) and makes at most MAX_PARAMETERS; cheap, so it runs before any network is built."""
+    if arch.get("scale") not in _SCALES:
+        raise CheckpointError(f"checkpoint: scale must be one of {_SCALES}, got {arch.get('scale')!r}")
+    found = infer_arch(sd)
+    wrong = [f"{k}={arch[k]} (tensors: {found[k]})" for k in ("nf", "nb", "gc", "out_ch") if arch[k] != found[k]]
+    first_in = _shape(sd, "conv_first.weight")[1]
+    if arch["in_ch"] * _UNSHUFFLE[arch["scale"]] ** 2 != first_in:
+        wrong.append(f"in_ch={arch['in_ch']} with scale={arch['scale']} (conv_first has {first_in} input channels)")
+    if wrong:
+        raise CheckpointError(f"checkpoint: architecture metadata contradicts the tensors: {', '.join(wrong)}")
+    absurd = [f"{k}={v} (allowed 1..{ARCH_LIMITS[k]})" for k, v in arch.items()
+              if k in ARCH_LIMITS and not 1 <= v <= ARCH_LIMITS[k]]
+    if absurd:
+        raise CheckpointError(f"checkpoint: architecture outside the supported range: {', '.join(absurd)} "
+                              "(models.checkpoint.ARCH_LIMITS)")
+    count = sum(v.numel() for v in sd.values())
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(f"checkpoint: {count} parameters, more than the {MAX_PARAMETERS} an RRDBNet "
+                              "checkpoint is allowed (models.checkpoint.MAX_PARAMETERS)")
+
+
 def convert_state_dict(sd) -> tuple[dict, dict]:
     """Any supported checkpoint object -> (state dict with BasicSR names, RRDBNet kwargs).
 
@@ -172,24 +218,73 @@ def convert_state_dict(sd) -> tuple[dict, dict]:
 
 # --- loading --------------------------------------------------------------------------------------------
 
-def _read_file(path: Path):
-    if not path.is_file():
-        raise FileNotFoundError(f"generator checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
+def _read_safetensors(path: Path):
+    from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        if meta.get("format") == FORMAT_NAME:
-            return {"format": FORMAT_NAME, "format_version": int(meta.get("format_version", FORMAT_VERSION)),
-                    "arch": meta.get("arch", "{}"), "params": tensors}
-        return tensors
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if meta.get("format") == FORMAT_NAME:
+        return {"format": FORMAT_NAME, "format_version": int(meta.get("format_version", FORMAT_VERSION)),
+                "arch": meta.get("arch", "{}"), "params": tensors}
+    return tensors
+
+
+def _numpy_globals(names: list) -> list | None:
+    """The objects for `names` when all are numpy array globals (see _NUMPY_GLOBALS), plus the numeric
+    dtype classes the arrays' dtypes are built as; None when any name is something else."""
+    if not names or not set(names) <= set(_NUMPY_GLOBALS):
+        return None
+    import importlib
+
+    import numpy as np
+
+    found = [getattr(importlib.import_module(n.rpartition(".")[0]), n.rpartition(".")[2]) for n in names]
+    return found + [type(np.dtype(code)) for code in "?bBhHiIlLqQefd"]
+
+
+def _torch_load(path: Path):
+    """torch.load(weights_only=True), allowing numpy arrays (a trainer checkpoint's RNG state) only."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path}: refused to load; it holds more than tensors and plain containers "
-                              f"(only torch.load(weights_only=True) is used): {e}") from e
+        try:
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:  # noqa: BLE001 - not a zip checkpoint: nothing to name
+            names = []
+        allowed = _numpy_globals(names)
+        if allowed is None and (names or "global" in str(e).lower()):
+            what = f" ({', '.join(names)})" if names else ""
+            raise CheckpointError(f"{path}: refused to load; it holds objects other than tensors{what} and only "
+                                  f"torch.load(weights_only=True) is used ({_first_line(e)})") from e
+        if allowed is None:
+            raise  # not a pickle of tensors at all: reported by _read_file as unreadable
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _first_line(err: BaseException) -> str:
+    """'Type: message' on one line (torch's weights_only errors bury the cause among advice lines)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    cause = [line for line in lines if "Unsupported" in line or "WeightsUnpickler" in line]
+    text = (cause or lines or ["unexpected end of file"])[-1 if cause else 0]
+    return f"{type(err).__name__}: {text.split('. ')[0][:200]}"
+
+
+def _read_file(path: Path):
+    if path.is_dir():
+        hint = next((f"; did you mean {p}?" for p in (path / "generator_ema.pth", path / "generator.pth")
+                     if p.is_file()), "")
+        raise CheckpointError(f"{path} is a folder, not a generator checkpoint file{hint}")
+    if not path.is_file():
+        raise FileNotFoundError(f"generator checkpoint {path} does not exist")
+    try:
+        return _read_safetensors(path) if path.suffix == ".safetensors" else _torch_load(path)
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch.load / safetensors report truncation as EOFError, KeyError...
+        raise CheckpointError(f"{path}: cannot read it as a checkpoint (truncated, corrupt, or not a PyTorch "
+                              f"or safetensors file): {_first_line(e)}") from e
 
 
 def _check_fit(model: nn.Module, sd: dict, strict: bool, arch: dict) -> None:
@@ -219,6 +314,7 @@ def load_generator(path_or_state_dict, strict: bool = True, device="cpu") -> RRD
     else:
         raise TypeError(f"load_generator: expected a path or a state dict, got {type(path_or_state_dict).__name__}")
     sd, arch = convert_state_dict(obj)
+    check_arch(arch, sd)
     try:
         model = RRDBNet(**arch)
     except ValueError as e:
