@@ -60,22 +60,106 @@ def test_reductions(reduction):
 
 
 def test_value_against_numpy_definition():
-    # an independent spelling of the spec with numpy's FFT
+    # an independent spelling of the seed's formula with numpy's full 2-D FFT (magnitude mode)
     np = pytest.importorskip("numpy")
     sr, hr = _pair((2, 3, 6, 7), grad=False)
-    X = np.fft.rfft2(sr.numpy(), norm="ortho")
-    Y = np.fft.rfft2(hr.numpy(), norm="ortho")
-    d = np.abs(X) - np.abs(Y)
-    nd = np.sqrt((d**2).sum(axis=(1, 2, 3)))
-    m = np.maximum(np.sqrt((np.abs(X) ** 2).sum(axis=(1, 2, 3))), np.sqrt((np.abs(Y) ** 2).sum(axis=(1, 2, 3))))
-    expect = torch.from_numpy(nd / m)
+    X = np.abs(np.fft.fft2(sr.numpy(), norm="ortho"))
+    Y = np.abs(np.fft.fft2(hr.numpy(), norm="ortho"))
+    norm = lambda v: np.sqrt((v**2).sum(axis=(1, 2, 3)))  # noqa: E731
+    expect = torch.from_numpy(norm(X - Y) / np.maximum(norm(X), norm(Y)))
     torch.testing.assert_close(fft_loss(sr, hr, reduction="none", fused=True), expect)
 
 
-def test_zero_images_give_zero_loss_and_gradient():
+def full_spectrum_loss(sr, hr, p, mode):
+    """The seed's formula on the full fft2 (no half-spectrum bookkeeping), per image."""
+    X, Y = torch.fft.fft2(sr, norm="ortho"), torch.fft.fft2(hr, norm="ortho")
+    d = X - Y if mode == "complex" else X.abs() - Y.abs()
+
+    def norm(v):
+        return v.abs().pow(p).sum(dim=(1, 2, 3)).pow(1.0 / p)
+
+    return norm(d) / torch.maximum(norm(X), norm(Y))
+
+
+# odd and even H and W, including W = 2 and 3 (only self-mirrored or only one mirrored column)
+PARSEVAL_SHAPES = [(2, 3, 6, 8), (2, 2, 7, 9), (1, 3, 5, 6), (2, 1, 8, 7), (1, 2, 3, 2), (1, 1, 4, 3)]
+
+
+@pytest.mark.parametrize("shape", PARSEVAL_SHAPES)
+@pytest.mark.parametrize("p,mode", VARIANTS)
+@pytest.mark.parametrize("fused", [False, True])
+def test_equals_full_spectrum_formula_fp64(shape, p, mode, fused, fresh_seed):
+    # the half spectrum is weighted so every norm is the full DFT's (Parseval): values and gradients
+    sr, hr = _pair(shape)
+    lf, gf = _loss_and_grads(lambda a, b: fft_loss(a, b, p, mode, "none", fused=fused), sr, hr)
+    le, ge = _loss_and_grads(lambda a, b: full_spectrum_loss(a, b, p, mode), sr, hr)
+    torch.testing.assert_close(lf, le, rtol=1e-12, atol=1e-12)
+    for a, b in zip(gf, ge):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("p,mode", VARIANTS)
+@pytest.mark.parametrize("shape", [(1, 1, 3, 4), (1, 1, 4, 3)])
+def test_reference_gradcheck(shape, p, mode):
+    sr, hr = _pair(shape)
+    assert torch.autograd.gradcheck(lambda a, b: fft_loss_reference(a, b, p, mode, "none"), (sr, hr))
+
+
+def test_complex_mode_sees_phase_magnitude_mode_does_not():
+    # a circular shift changes only the phase of the spectrum
+    sr = torch.rand(1, 3, 8, 7, dtype=torch.float64)
+    hr = torch.roll(sr, shifts=(2, 3), dims=(2, 3))
+    for fused in (False, True):
+        assert fft_loss(sr, hr, mode="magnitude", fused=fused).item() < 1e-12
+        assert fft_loss(sr, hr, mode="complex", fused=fused).item() > 0.1
+
+
+def _with_nan(shape, which, dtype=torch.float64, device="cpu"):
+    sr, hr = _pair(shape, dtype=dtype, device=device, grad=False)
+    clean = (sr.clone(), hr.clone())
+    (sr if which == "sr" else hr)[0, -1, 2, 3] = float("nan")  # one pixel of image 0
+    return sr.requires_grad_(True), hr.requires_grad_(True), clean
+
+
+PATHS = [pytest.param("cpu", False, id="reference-cpu"), pytest.param("cpu", True, id="fused-cpu"),
+         pytest.param("cuda", False, marks=requires_cuda, id="reference-cuda"),
+         pytest.param("cuda", True, marks=requires_cuda, id="fused-cuda")]
+
+
+@pytest.mark.parametrize("device,fused", PATHS)
+@pytest.mark.parametrize("which", ["sr", "hr"])
+@pytest.mark.parametrize("p,mode", VARIANTS)
+def test_nan_input_gives_nan_loss_for_that_image(device, fused, which, p, mode):
+    sr, hr, (sr0, hr0) = _with_nan((2, 3, 6, 7), which, device=device)
+    per = fft_loss(sr, hr, p, mode, "none", fused=fused)
+    assert torch.isnan(per[0]), f"NaN in {which} gave loss {per[0].item()}"
+    # the other image is untouched
+    torch.testing.assert_close(per[1], fft_loss_reference(sr0, hr0, p, mode, "none")[1])
+    gs, gh = torch.autograd.grad(per[0], (sr, hr))
+    assert torch.isnan(gs[0]).all() and torch.isnan(gh[0]).all()
+
+
+@pytest.mark.parametrize("device,fused", PATHS)
+@pytest.mark.parametrize("which", ["sr", "hr"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_nan_input_gives_nan_for_every_reduction(device, fused, which, reduction):
+    sr, hr, _ = _with_nan((2, 1, 4, 4), which, dtype=torch.float32, device=device)
+    out = fft_loss(sr, hr, reduction=reduction, fused=fused)
+    assert torch.isnan(out).any() if reduction == "none" else torch.isnan(out)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_infinite_input_gives_non_finite_loss(fused):
+    sr, hr = _pair((1, 1, 4, 6), grad=False)
+    hr[0, 0, 1, 1] = float("inf")
+    assert not torch.isfinite(fft_loss(sr, hr, fused=fused))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_zero_images_give_zero_loss_and_gradient(fused):
     sr = torch.zeros(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
     hr = torch.zeros(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
-    loss = fft_loss(sr, hr, fused=True)
+    loss = fft_loss(sr, hr, fused=fused)
     gs, gh = torch.autograd.grad(loss, (sr, hr))
     assert loss.item() == 0.0
     assert gs.abs().max().item() == 0.0 and gh.abs().max().item() == 0.0

@@ -1,8 +1,12 @@
-// FFT-magnitude loss: shared declarations of the CPU and CUDA implementations.
+// FFT loss of the seed, ||F(SR) - F(HR)|| / max(||F(SR)||, ||F(HR)||): shared declarations of the CPU
+// and CUDA implementations.
 //
 // Per image b (spectra X = rfft2(sr_b), Y = rfft2(hr_b), orthonormal, half spectrum (C, H, W/2+1)):
-//   d   = |X| - |Y|   (mode "magnitude")   or   X - Y   (mode "complex")
-//   N_d = ||d||_p, N_x = || |X| ||_p, N_y = || |Y| ||_p,  loss_b = N_d / max(N_x, N_y)  (0 when both are 0)
+//   d   = X - Y   (mode "complex", the seed's formula)   or   |X| - |Y|   (mode "magnitude", phase ignored)
+//   N_d = (sum w |d|^p)^(1/p), N_x = (sum w |X|^p)^(1/p), N_y likewise, loss_b = N_d / max(N_x, N_y)
+//   w = fftloss::half_weight(column): 2 for the columns standing for their dropped mirror image, else 1,
+//   so every norm equals the one over the full fft2 spectrum (Parseval for p = 2).
+//   Both images all zeros: loss 0; any NaN in sr_b or hr_b: loss_b NaN.
 //
 // Ops (schemas in fft_loss_cpu.cpp):
 //   fft_loss_fwd(sr, hr, p, complex_mode) -> (loss[B], norms[B,3] = (N_d, N_x, N_y), spec[2,B,C,H,Wf])

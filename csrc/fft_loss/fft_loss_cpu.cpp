@@ -63,14 +63,16 @@ void dispatch_mode(bool complex_mode, int64_t p, F&& f) {
 
 constexpr int64_t kChunk = 4096;  // fixed chunking: the same sums whatever the thread count
 
-// Sums of the three p-th-power terms over elements [lo, hi) of one image (interleaved re, im).
+// Weighted sums of the three p-th-power terms over elements [lo, hi) of one image (interleaved re, im;
+// Wf columns per row of the half spectrum of width-W images).
 template <typename T, bool CPLX, int P>
-void chunk_sums(const T* X, const T* Y, int64_t lo, int64_t hi, T scale, double* out) {
+void chunk_sums(const T* X, const T* Y, int64_t lo, int64_t hi, int64_t Wf, int64_t W, T scale, double* out) {
   T a = 0, b = 0, c = 0;
 #pragma omp simd reduction(+ : a, b, c)
   for (int64_t i = lo; i < hi; ++i) {
-    const fftloss::Terms<T> t =
-        fftloss::terms<T>(scale * X[2 * i], scale * X[2 * i + 1], scale * Y[2 * i], scale * Y[2 * i + 1], CPLX, P);
+    const T w = T(fftloss::half_weight(i % Wf, W));
+    const fftloss::Terms<T> t = fftloss::terms<T>(scale * X[2 * i], scale * X[2 * i + 1], scale * Y[2 * i],
+                                                  scale * Y[2 * i + 1], CPLX, P, w);
     a += t.d;
     b += t.x;
     c += t.y;
@@ -84,7 +86,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fft_loss_fwd_cpu(const at::Tensor
                                                                 int64_t p, bool complex_mode) {
   check_fft_loss_inputs(sr, hr, p);
   const auto ct = compute_type(sr.scalar_type());
-  const int64_t B = sr.size(0);
+  const int64_t B = sr.size(0), W = sr.size(3), Wf = W / 2 + 1;
   auto x = at::stack({sr, hr}).to(ct);
   auto spec = at::fft_rfft2(x, c10::nullopt, {-2, -1}, "backward").contiguous();  // unnormalised, as cuFFT
   const int64_t per = spec.numel() / (2 * B);
@@ -102,7 +104,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fft_loss_fwd_cpu(const at::Tensor
         for (int64_t t = t0; t < t1; ++t) {
           const int64_t b = t / chunks, lo = (t % chunks) * kChunk, hi = std::min(per, lo + kChunk);
           chunk_sums<scalar_t, decltype(cplx)::value, decltype(pp)::value>(X + 2 * b * per, Y + 2 * b * per, lo, hi,
-                                                                           scale, &partial[3 * t]);
+                                                                           Wf, W, scale, &partial[3 * t]);
         }
       });
     });
@@ -126,7 +128,7 @@ void grad_row(const fftloss::Coef<T>& k, const T* X, const T* Y, const T* Xm, co
   auto mirrored = [&](int64_t c) {
     T out[4];
     fftloss::folded_grad<T>(k, CPLX, P, true, s * X[2 * c], s * X[2 * c + 1], s * Y[2 * c], s * Y[2 * c + 1],
-                            s * Xm[2 * c], s * Xm[2 * c + 1], s * Ym[2 * c], s * Ym[2 * c + 1], HR, out);
+                            s * Xm[2 * c], s * Xm[2 * c + 1], s * Ym[2 * c], s * Ym[2 * c + 1], out);
     Zx[2 * c] = s * out[0];
     Zx[2 * c + 1] = s * out[1];
     if (HR) {
@@ -136,16 +138,17 @@ void grad_row(const fftloss::Coef<T>& k, const T* X, const T* Y, const T* Xm, co
   };
   mirrored(0);
   const int64_t hi = W % 2 == 0 ? Wf - 1 : Wf;
-  const T h = T(0.5) * s;  // Hermitian half times the orthonormal 1/sqrt(HW) of the unscaled inverse
+  // Z = g on mirrored-pair columns (weight 2 times the Hermitian half), times the orthonormal
+  // 1/sqrt(HW) of the unscaled inverse
 #pragma omp simd
   for (int64_t c = 1; c < hi; ++c) {
     T gx[2], gy[2];
     fftloss::element_grad<T>(k, CPLX, P, s * X[2 * c], s * X[2 * c + 1], s * Y[2 * c], s * Y[2 * c + 1], gx, gy);
-    Zx[2 * c] = h * gx[0];
-    Zx[2 * c + 1] = h * gx[1];
+    Zx[2 * c] = s * gx[0];
+    Zx[2 * c + 1] = s * gx[1];
     if (HR) {
-      Zy[2 * c] = h * gy[0];
-      Zy[2 * c + 1] = h * gy[1];
+      Zy[2 * c] = s * gy[0];
+      Zy[2 * c + 1] = s * gy[1];
     }
   }
   if (W % 2 == 0) mirrored(Wf - 1);

@@ -112,7 +112,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fft_loss_fwd_cuda(const at::Tenso
   AT_DISPATCH_FLOATING_TYPES(ct, "fft_loss_fwd_cuda", [&] {
     const scalar_t scale = scalar_t(1.0 / std::sqrt((double)(H * W)));
     GANSR_CUDA_CHECK(fftloss::launch_norms<scalar_t>(reinterpret_cast<const scalar_t*>(spec.const_data_ptr()), scale, B,
-                                                     per, (int)p, complex_mode, partial.data_ptr<scalar_t>(), chunks,
+                                                     per, Wf, W, (int)p, complex_mode, partial.data_ptr<scalar_t>(), chunks,
                                                      norms.data_ptr<scalar_t>(), loss.data_ptr<scalar_t>(), stream));
   });
   return {loss, norms, spec};

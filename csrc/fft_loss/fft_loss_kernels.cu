@@ -31,8 +31,8 @@ __device__ void block_sum3(S* v, S* smem) {
 // grid (B, chunks): partial sums of the three p-th-power norms of one chunk of one image. The batch
 // is the x dimension: gridDim.y is limited to 65535, chunks (<= 64) never come near it.
 template <typename T>
-__global__ void norms_partial_kernel(const T* __restrict__ spec, T scale, int64_t B, int64_t per, int p,
-                                     bool cplx, T* __restrict__ partial) {
+__global__ void norms_partial_kernel(const T* __restrict__ spec, T scale, int64_t B, int64_t per, int64_t Wf,
+                                     int64_t W, int p, bool cplx, T* __restrict__ partial) {
   __shared__ T smem[3 * (kThreads / 32)];
   const int64_t b = blockIdx.x, chunks = gridDim.y;
   const int64_t chunk = (per + chunks - 1) / chunks;
@@ -41,7 +41,9 @@ __global__ void norms_partial_kernel(const T* __restrict__ spec, T scale, int64_
   const T* Y = spec + 2 * ((B + b) * per);
   T v[3] = {T(0), T(0), T(0)};
   for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
-    const Terms<T> t = terms<T>(scale * X[2 * i], scale * X[2 * i + 1], scale * Y[2 * i], scale * Y[2 * i + 1], cplx, p);
+    const T w = T(half_weight(i % Wf, W));
+    const Terms<T> t =
+        terms<T>(scale * X[2 * i], scale * X[2 * i + 1], scale * Y[2 * i], scale * Y[2 * i + 1], cplx, p, w);
     v[0] += t.d;
     v[1] += t.x;
     v[2] += t.y;
@@ -81,7 +83,7 @@ __global__ void grad_spectrum_kernel(const T* __restrict__ spec, T scale, const 
     T out[4];
     folded_grad<T>(k, cplx, p, self_mirror, scale * X[2 * i], scale * X[2 * i + 1], scale * Y[2 * i],
                    scale * Y[2 * i + 1], scale * X[2 * im], scale * X[2 * im + 1], scale * Y[2 * im],
-                   scale * Y[2 * im + 1], need_hr, out);
+                   scale * Y[2 * im + 1], out);
     // the C2R is unnormalised: the orthonormal adjoint's 1/sqrt(HW) is applied here
     z[2 * i] = scale * out[0];
     z[2 * i + 1] = scale * out[1];
@@ -106,9 +108,9 @@ int norms_chunks(int64_t per) {
 }
 
 template <typename T>
-cudaError_t launch_norms(const T* spec, T scale, int64_t B, int64_t per, int p, bool cplx, T* partial, int chunks,
-                         T* norms, T* loss, cudaStream_t stream) {
-  norms_partial_kernel<T><<<dim3((unsigned)B, chunks), kThreads, 0, stream>>>(spec, scale, B, per, p, cplx,
+cudaError_t launch_norms(const T* spec, T scale, int64_t B, int64_t per, int64_t Wf, int64_t W, int p, bool cplx,
+                         T* partial, int chunks, T* norms, T* loss, cudaStream_t stream) {
+  norms_partial_kernel<T><<<dim3((unsigned)B, chunks), kThreads, 0, stream>>>(spec, scale, B, per, Wf, W, p, cplx,
                                                                                partial);
   norms_finish_kernel<T><<<(unsigned)B, kThreads, 0, stream>>>(partial, chunks, p, norms, loss);
   return cudaGetLastError();
@@ -124,10 +126,10 @@ cudaError_t launch_grad_spectrum(const T* spec, T scale, const T* norms, const T
   return cudaGetLastError();
 }
 
-template cudaError_t launch_norms<float>(const float*, float, int64_t, int64_t, int, bool, float*, int, float*,
-                                         float*, cudaStream_t);
-template cudaError_t launch_norms<double>(const double*, double, int64_t, int64_t, int, bool, double*, int,
-                                          double*, double*, cudaStream_t);
+template cudaError_t launch_norms<float>(const float*, float, int64_t, int64_t, int64_t, int64_t, int, bool, float*,
+                                         int, float*, float*, cudaStream_t);
+template cudaError_t launch_norms<double>(const double*, double, int64_t, int64_t, int64_t, int64_t, int, bool,
+                                          double*, int, double*, double*, cudaStream_t);
 template cudaError_t launch_grad_spectrum<float>(const float*, float, const float*, const float*, int64_t, int64_t,
                                                  int64_t, int64_t, int64_t, int, bool, bool, float*, cudaStream_t);
 template cudaError_t launch_grad_spectrum<double>(const double*, double, const double*, const double*, int64_t,

@@ -9,10 +9,11 @@ namespace fftloss {
 
 int norms_chunks(int64_t per);
 
-// spec: (2, B, per) complex, unnormalised R2C output (scale = 1/sqrt(HW) makes it orthonormal); partial: (B, chunks, 3); norms: (B, 3); loss: (B,)
+// spec: (2, B, per) complex, unnormalised R2C output (scale = 1/sqrt(HW) makes it orthonormal) of width-W
+// images, Wf = W/2+1 columns per row; partial: (B, chunks, 3); norms: (B, 3); loss: (B,)
 template <typename T>
-cudaError_t launch_norms(const T* spec, T scale, int64_t B, int64_t per, int p, bool cplx, T* partial, int chunks, T* norms,
-                         T* loss, cudaStream_t stream);
+cudaError_t launch_norms(const T* spec, T scale, int64_t B, int64_t per, int64_t Wf, int64_t W, int p, bool cplx,
+                         T* partial, int chunks, T* norms, T* loss, cudaStream_t stream);
 
 // z: (need_hr ? 2 : 1, B, C, H, Wf) complex, the C2R input that yields the gradients
 template <typename T>

@@ -1,15 +1,21 @@
-"""FFT-magnitude loss: `||F(SR) - F(HR)|| / max(||F(SR)||, ||F(HR)||)` per image.
+"""FFT loss of the seed: `||F(SR) - F(HR)|| / max(||F(SR)||, ||F(HR)||)` per image.
 
 Spec (what `fft_loss_reference` computes and the kernels must equal)::
 
-    X = rfft2(sr_b, norm="ortho"), Y = rfft2(hr_b, norm="ortho")      # half spectrum (C, H, W//2+1)
-    d = |X| - |Y|  (mode="magnitude")   or   X - Y  (mode="complex")
-    loss_b = ||d||_p / max(|| |X| ||_p, || |Y| ||_p),  p in {1, 2}, norms over (C, H, W//2+1)
+    X = fft2(sr_b, norm="ortho"), Y = fft2(hr_b, norm="ortho")            # full spectrum (C, H, W)
+    d = X - Y  (mode="complex": the seed's formula, amplitude and phase)
+        |X| - |Y|  (mode="magnitude": amplitude only, blind to phase, e.g. to a circular shift)
+    loss_b = ||d||_p / max(|| |X| ||_p, || |Y| ||_p),  p in {1, 2}, norms over (C, H, W)
     loss = mean_b loss_b  (reduction "mean"; "sum"; "none" -> (B,))
+
+Computed on the rfft2 half spectrum (C, H, W//2+1): columns 1..ceil(W/2)-1 also stand for their
+dropped mirror image (conjugate: same |X|, |Y|, |X - Y|) and count twice; column 0 and, for even W,
+column W/2 count once. The norms are then exactly the full spectrum's (Parseval for p = 2).
 
 Inputs (B, C, H, W), H, W >= 2, fp32/fp64/fp16/bf16 (computed in fp32, fp64 stays fp64), any
 memory format. The loss is returned in the compute dtype. Both images all zeros -> loss 0 and
-gradient 0; at d = 0 the gradient of ||d|| is taken as 0 (the subgradient torch uses).
+gradient 0; at d = 0 the gradient of ||d|| is taken as 0 (the subgradient torch uses). A NaN in
+sr_b or hr_b makes loss_b (and so any reduction over it) NaN, never 0.
 """
 
 from __future__ import annotations
@@ -45,6 +51,15 @@ def _check(sr: torch.Tensor, hr: torch.Tensor, p: int, mode: str) -> None:
         raise ValueError(f"fft_loss: H and W must be >= 2, got shape {tuple(sr.shape)}")
 
 
+def half_spectrum_weights(W: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(W//2+1,) weights of the rfft2 columns that turn half-spectrum sums into full-spectrum sums."""
+    w = torch.full((W // 2 + 1,), 2.0, dtype=dtype, device=device)
+    w[0] = 1.0
+    if W % 2 == 0:
+        w[-1] = 1.0  # the Nyquist column is its own mirror
+    return w
+
+
 def fft_loss_reference(sr: torch.Tensor, hr: torch.Tensor, p: int = 2, mode: str = "magnitude",
                        reduction: str = "mean") -> torch.Tensor:
     """Pure-PyTorch FFT loss (the spec; see the module docstring)."""
@@ -53,14 +68,17 @@ def fft_loss_reference(sr: torch.Tensor, hr: torch.Tensor, p: int = 2, mode: str
     X = torch.fft.rfft2(sr.to(ct), norm="ortho")
     Y = torch.fft.rfft2(hr.to(ct), norm="ortho")
     d = X - Y if mode == "complex" else X.abs() - Y.abs()
-    dims = (1, 2, 3)
-    nd = torch.linalg.vector_norm(d, ord=p, dim=dims)
-    nx = torch.linalg.vector_norm(X.abs(), ord=p, dim=dims)
-    ny = torch.linalg.vector_norm(Y.abs(), ord=p, dim=dims)
-    m = torch.maximum(nx, ny)
-    positive = m > 0
-    # divide by 1 where m == 0 so the unused branch's gradient stays finite
-    per_image = torch.where(positive, nd / torch.where(positive, m, torch.ones_like(m)), torch.zeros_like(m))
+    # sum_c w_c |v_c|^p = ||w^(1/p) v||_p^p: vector_norm keeps torch's 0 subgradient at v = 0
+    root_w = half_spectrum_weights(sr.shape[-1], ct, sr.device) ** (1.0 / p)
+
+    def norm(v: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.vector_norm(v * root_w, ord=p, dim=(1, 2, 3))
+
+    nd, m = norm(d), torch.maximum(norm(X.abs()), norm(Y.abs()))  # maximum propagates NaN
+    # m == 0 only for two all-zero images (then nd == 0): loss 0, and divide by 1 there so the unused
+    # branch's gradient stays finite; a NaN m or nd stays NaN
+    zero = m == 0
+    per_image = torch.where(zero, torch.zeros_like(m), nd / torch.where(zero, torch.ones_like(m), m))
     return reduce(per_image, reduction)
 
 
@@ -113,7 +131,7 @@ def _register() -> None:
 
 def fft_loss(sr: torch.Tensor, hr: torch.Tensor, p: int = 2, mode: str = "magnitude", reduction: str = "mean",
              fused: bool | None = None) -> torch.Tensor:
-    """FFT-magnitude loss (see module docstring). `fused`: True = compiled kernel, False = reference,
+    """FFT loss (see module docstring; mode "complex" is the seed's literal formula). `fused`: True = compiled kernel, False = reference,
     None = kernel when built for the device. Differentiable with respect to sr and hr."""
     _check(sr, hr, p, mode)
     if not use_fused(fused, sr):
