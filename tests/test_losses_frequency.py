@@ -226,6 +226,40 @@ def test_frequency_losses_keep_float64_and_compute_float16_in_float32(cls):
     assert out16.item() == pytest.approx(cls()(a.half().double(), b.half().double()).item(), rel=1e-4)
 
 
+# ---------------------------------------------------------------- NaN in -> NaN out, 0/0 stays 0
+
+NAN_CASES = [pytest.param(lambda: FFTLoss(fused=False), id="fft-reference"),
+             pytest.param(lambda: FFTLoss(fused=True), id="fft-fused"),
+             pytest.param(lambda: FFTLoss(mode="complex", reduction="sum"), id="fft-complex-sum"),
+             pytest.param(lambda: DCTLoss(), id="dct"), pytest.param(lambda: DCTLoss(p=1, mode="magnitude"), id="dct-l1"),
+             pytest.param(lambda: DCTLoss(reduction="none"), id="dct-none"),
+             pytest.param(lambda: SpectralLoss(), id="spectral"),
+             pytest.param(lambda: SpectralLoss(reduction="sum"), id="spectral-sum"),
+             pytest.param(lambda: FocalFrequencyLoss(), id="focal"),
+             pytest.param(lambda: FocalFrequencyLoss(batch_matrix=True, patch_factor=2), id="focal-batch"),
+             pytest.param(lambda: FocalFrequencyLoss(ave_spectrum=True, log_matrix=True), id="focal-ave-log")]
+
+
+@pytest.mark.parametrize("make", NAN_CASES)
+@pytest.mark.parametrize("which", ["pred", "target"])
+def test_frequency_losses_nan_input_gives_nan(make, which):
+    pred, target = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    (pred if which == "pred" else target)[0, 0, 3, 4] = float("nan")
+    pred.requires_grad_(True)
+    out = make()(pred, target)
+    assert torch.isnan(out).any(), f"NaN in {which} gave {out}"
+
+
+@pytest.mark.parametrize("make", NAN_CASES)
+def test_frequency_losses_identical_and_zero_images_stay_finite(make):
+    # 0/0 cases (identical images, all-zero images) are defined values, not NaN
+    for a in (torch.rand(2, 3, 8, 8), torch.zeros(2, 3, 8, 8)):
+        pred = a.clone().requires_grad_(True)
+        out = make()(pred, a)
+        (g,) = torch.autograd.grad(out.sum(), pred)
+        assert torch.isfinite(out).all() and torch.isfinite(g).all()
+
+
 @requires_cuda
 @pytest.mark.parametrize("cls", [DCTLoss, SpectralLoss, FocalFrequencyLoss])
 def test_frequency_losses_cuda_equal_cpu(cls):

@@ -18,9 +18,10 @@ from ._common import check_pair, check_reduction
 
 
 class FFTLoss(nn.Module):
-    """Normalised FFT loss (`gansr_ext.ops.fft_loss`)::
+    """Normalised FFT loss of the seed (`gansr_ext.ops.fft_loss`)::
 
-        X = rfft2(pred, "ortho"), Y = rfft2(target, "ortho"), d = |X| - |Y| (mode "magnitude") or X - Y ("complex")
+        X = fft2(pred, "ortho"), Y = fft2(target, "ortho")  (full spectrum; computed on the weighted rfft2 half)
+        d = X - Y (mode "complex": the seed's formula) or |X| - |Y| (mode "magnitude": amplitudes only)
         loss_b = ||d||_p / max(||X||_p, ||Y||_p);   loss = loss_weight * reduce_b(loss_b)
 
     `fused`: True = compiled kernel, False = pure PyTorch, None = kernel when built for the device.
@@ -67,6 +68,8 @@ class DCTLoss(nn.Module):
 
         X = DCT2(pred), Y = DCT2(target), d = X - Y (mode "signed") or |X| - |Y| ("magnitude")
         loss_b = ||d||_p / max(||X||_p, ||Y||_p)  (0 when both are 0);  loss = loss_weight * reduce_b(loss_b)
+
+    A NaN in pred_b or target_b gives loss_b NaN.
     """
 
     def __init__(self, p: int = 2, mode: str = "signed", reduction: str = "mean", loss_weight: float = 1.0):
@@ -85,11 +88,12 @@ class DCTLoss(nn.Module):
         d = X - Y if self.mode == "signed" else X.abs() - Y.abs()
         dims = (1, 2, 3)
         nd = torch.linalg.vector_norm(d, ord=self.p, dim=dims)
-        m = torch.maximum(torch.linalg.vector_norm(X, ord=self.p, dim=dims),
+        m = torch.maximum(torch.linalg.vector_norm(X, ord=self.p, dim=dims),  # maximum propagates NaN
                           torch.linalg.vector_norm(Y, ord=self.p, dim=dims))
-        positive = m > 0
-        # divide by 1 where m == 0 so the unused branch's gradient stays finite
-        per_image = torch.where(positive, nd / torch.where(positive, m, torch.ones_like(m)), torch.zeros_like(m))
+        # m == 0 only for two all-zero images: loss 0, dividing by 1 there so the unused branch's gradient
+        # stays finite; a NaN m stays NaN (a `m > 0` test would read it as the 0/0 case)
+        zero = m == 0
+        per_image = torch.where(zero, torch.zeros_like(m), nd / torch.where(zero, torch.ones_like(m), m))
         return self.loss_weight * reduce(per_image, self.reduction)
 
     def extra_repr(self) -> str:
@@ -130,7 +134,8 @@ class SpectralLoss(nn.Module):
 
     The original computed the profile in numpy, so no gradient reached the generator; here it does.
     `delta` (1e-4) keeps BCE's gradient finite at the profile's extremes. The loss is minimal (not 0:
-    BCE(t, t) is t's entropy) and its gradient 0 when pred == target.
+    BCE(t, t) is t's entropy) and its gradient 0 when pred == target. A NaN in pred_b or target_b gives
+    loss_b NaN (and a zero gradient on that image).
     """
 
     def __init__(self, eps: float = 1e-8, delta: float = 1e-4, reduction: str = "mean", loss_weight: float = 1.0):
@@ -162,7 +167,13 @@ class SpectralLoss(nn.Module):
         if pred.shape[-2] < 2 or pred.shape[-1] < 2:
             raise ValueError(f"SpectralLoss: H and W must be >= 2, got shape {tuple(pred.shape)}")
         q_pred, q_target = self.profile(pred), self.profile(target.detach())
-        per_image = F.binary_cross_entropy(q_pred, q_target, reduction="none").mean(1)
+        # binary_cross_entropy raises on NaN (it checks its inputs lie in [0, 1]): images with a NaN
+        # profile get a placeholder for it and a NaN loss
+        nan_rows = (q_pred.isnan() | q_target.isnan()).any(1, keepdim=True)
+        half = torch.full_like(q_pred, 0.5)
+        bce = F.binary_cross_entropy(torch.where(nan_rows, half, q_pred), torch.where(nan_rows, half, q_target),
+                                     reduction="none")
+        per_image = torch.where(nan_rows, torch.full_like(bce, float("nan")), bce).mean(1)
         return self.loss_weight * reduce(per_image, self.reduction)
 
     def extra_repr(self) -> str:
