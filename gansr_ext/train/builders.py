@@ -151,6 +151,22 @@ class EpochSeededDataset(torch.utils.data.Dataset):
             torch.set_rng_state(th)
 
 
+class DataError(ValueError):
+    """The configured data cannot be trained on (a missing folder, no usable image, sizes that disagree)."""
+
+
+def check_data(dataset, seed: int, key: str) -> None:
+    """Load one item as training will (RNG states restored afterwards), so a data problem is reported
+    before the run folder is created rather than at the first batch. The datasets skip unusable
+    images, so this fails only when none of them can be used."""
+    if len(dataset) == 0:
+        raise DataError(f"{key}: the dataset is empty")
+    try:
+        EpochSeededDataset(dataset, seed)[(0, 0)]
+    except (OSError, ValueError, RuntimeError, TypeError) as e:
+        raise DataError(f"{key}: {' '.join(str(e).split()) or type(e).__name__}") from None
+
+
 def build_dataset(cfg: dict, split: str):
     """`data.<split>` -> a dataset of {"lr", "hr", "name"} items ('train' crops and augments, 'val' does not).
 
@@ -165,6 +181,15 @@ def build_dataset(cfg: dict, split: str):
     fixed = {"scale": cfg["model"]["generator"]["scale"], "crop": cfg["data"]["crop"] if train else None,
              "augment": train, "seed": cfg["seed"]}
     kind = spec["type"]
+    try:
+        return _build_dataset(D, spec, key, kind, fixed, split)
+    except (OSError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise DataError(f"{key}: {' '.join(str(e).split())}") from None
+
+
+def _build_dataset(D, spec: dict, key: str, kind: str, fixed: dict, split: str):
     if kind == "samples":
         return call_with_args(D.HROnlyDataset, key, {"hr": D.sample_images(split), **fixed}, spec["args"])
     if spec["root"] is None:

@@ -24,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import yaml
 
-    from .config import ConfigError, list_recipes, load_config
+    from .builders import DataError
+    from .checkpointing import CheckpointError
+    from .config import ConfigError, list_recipes, load_config, load_run_config
+    from .runfolder import RunFolderError
 
     if args.list:
         print("\n".join(list_recipes()))
@@ -39,7 +42,7 @@ def run(args) -> int:
             if not (run_dir / "config.yaml").is_file():
                 print(f"gansr train: {run_dir} has no config.yaml (not a run folder)", file=sys.stderr)
                 return 2
-            cfg = load_config(run_dir / "config.yaml", overrides)
+            cfg = load_run_config(run_dir / "config.yaml", overrides)
         else:
             if args.config is None:
                 print("gansr train: give a CONFIG (file or recipe name) or --resume RUN_DIR", file=sys.stderr)
@@ -53,6 +56,9 @@ def run(args) -> int:
         return 0
     from .trainer import Trainer
 
-    trainer = Trainer(cfg, run_dir, resume=bool(args.resume))
-    trainer.train()
+    try:
+        Trainer(cfg, run_dir, resume=bool(args.resume)).train()
+    except (ConfigError, DataError, RunFolderError, CheckpointError) as e:  # the user's to fix: one line
+        print(f"gansr train: {e}", file=sys.stderr)
+        return 2
     return 0

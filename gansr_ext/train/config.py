@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -142,8 +143,11 @@ def _load_file(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"config base cycle: {' -> '.join(str(s) for s in seen + (path,))}")
-    with open(path) as f:
-        data = yaml_load(f) or {}
+    try:
+        with open(path) as f:
+            data = yaml_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {path} is not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must hold a mapping at the top level, got {type(data).__name__}")
     base = data.pop("base", None)
@@ -231,6 +235,39 @@ def _get(cfg: dict, keys: tuple[str, ...]):
     return cfg
 
 
+# (keys, low, high, kind): a value checked here fails at load time, not hours into a run
+# (lr_factor at the first rollback, keep_last at the first checkpoint). kind: "int" (>= low),
+# "number" (finite, >= low), "positive" (finite, > low); a trailing "?" also allows null.
+_RANGES = (
+    (("optim", "g", "lr"), 0, None, "positive"), (("optim", "d", "lr"), 0, None, "positive"),
+    (("optim", "g", "weight_decay"), 0, None, "number"), (("optim", "d", "weight_decay"), 0, None, "number"),
+    (("scheduler", "gamma"), 0, None, "positive"), (("scheduler", "eta_min"), 0, None, "number"),
+    (("scheduler", "period"), 1, None, "int?"), (("train", "grad_clip"), 0, None, "positive?"),
+    (("checkpoint", "keep_last"), 1, None, "int"), (("guard", "max_nonfinite"), 1, None, "int"),
+    (("guard", "lr_factor"), 0, 1, "positive"), (("guard", "max_rollbacks"), 0, None, "int"),
+    (("guard", "collapse_d_loss"), 0, None, "number"), (("guard", "collapse_patience"), 1, None, "int"),
+    (("seed",), 0, None, "int"),
+)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_range(cfg: dict, keys: tuple, low, high, kind: str) -> None:
+    v = _get(cfg, keys)
+    optional = kind.endswith("?")
+    kind = kind.rstrip("?")
+    if v is None and optional:
+        return
+    ok = isinstance(v, int) and not isinstance(v, bool) if kind == "int" else _is_number(v)
+    ok = ok and (v > low if kind == "positive" else v >= low) and (high is None or v <= high)
+    if not ok:
+        what = {"int": "an integer >= ", "number": "a finite number >= ", "positive": "a finite number > "}[kind]
+        what += f"{low}{f' and <= {high}' if high is not None else ''}{' or null' if optional else ''}"
+        raise ConfigError(f"config key {'.'.join(keys)!r} must be {what}, got {v!r}")
+
+
 def check_values(cfg: dict) -> None:
     """Value checks that need no imports (types of losses/models are checked when built)."""
     for keys in (("train", "fused"), ("train", "amp")):  # YAML 1.1 reads on/off as booleans
@@ -249,6 +286,16 @@ def check_values(cfg: dict) -> None:
         v = _get(cfg, keys)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise ConfigError(f"config key {'.'.join(keys)!r} must be an integer >= 0, got {v!r}")
+    for keys, low, high, kind in _RANGES:
+        _check_range(cfg, keys, low, high, kind)
+    for which in ("g", "d"):
+        betas = cfg["optim"][which]["betas"]
+        if not (isinstance(betas, list) and len(betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in betas)):
+            raise ConfigError(f"config key 'optim.{which}.betas' must be two numbers in [0, 1), got {betas!r}")
+    for keys in (("scheduler", "milestones"), ("guard", "inject_nan_at")):
+        v = _get(cfg, keys)
+        if not (isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in v)):
+            raise ConfigError(f"config key {'.'.join(keys)!r} must be a list of integers, got {v!r}")
     if cfg["data"]["crop"] % cfg["model"]["generator"]["scale"]:
         raise ConfigError(f"data.crop ({cfg['data']['crop']}) must be a multiple of model.generator.scale "
                           f"({cfg['model']['generator']['scale']})")
@@ -259,9 +306,39 @@ def check_values(cfg: dict) -> None:
         raise ConfigError("stage 'gan' needs losses.gan.weight > 0")
 
 
-def dump_config(cfg: dict, path: str | Path) -> None:
-    with open(path, "w") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
+# The last line of every config.yaml a run writes: a copy without it was cut short (a full disk, a
+# killed write) and is refused rather than completed from the defaults.
+END_MARK = "# end of gansr config (a copy without this line was cut short)"
+
+
+def config_text(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False) + END_MARK + "\n"
+
+
+def dump_config(cfg: dict, path: str | Path) -> bool:
+    """Write `cfg` to `path` atomically (temp file + rename); False when the file already holds
+    exactly this config (a resume without overrides leaves its run's config.yaml untouched)."""
+    from .._fileio import atomic_write
+
+    text = config_text(cfg)
+    path = Path(path)
+    if path.is_file() and path.read_text() == text:
+        return False
+    atomic_write(path, lambda f: f.write(text.encode()))
+    return True
+
+
+def load_run_config(path: str | Path, overrides: Iterable[str] = ()) -> dict:
+    """A run folder's config.yaml (+ overrides), refused unless it ends with `END_MARK`."""
+    path = Path(path)
+    try:
+        lines = path.read_text().rstrip().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} cannot be read: {e}") from None
+    if not lines or lines[-1].strip() != END_MARK:
+        raise ConfigError(f"{path} is incomplete (its last line should be {END_MARK!r}): it was cut short by a "
+                          "full disk or a killed write; restore it, or start a new run")
+    return load_config(path, overrides)
 
 
 def list_recipes() -> list[str]:

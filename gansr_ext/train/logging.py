@@ -6,17 +6,23 @@ Only rank 0 logs (other ranks get a `RunLogger(enabled=False)` whose methods do 
 from __future__ import annotations
 
 import csv
+import io
 import sys
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
+from .._fileio import atomic_write
+
 
 class CSVLog:
-    """Rows of scalars; a row with new columns rewrites the file with the wider header."""
+    """Rows of scalars; a row with new columns rewrites the file with the wider header.
 
-    def __init__(self, path: Path):
+    A resumed run keeps the rows logged up to its checkpoint's iteration (`upto`) and drops the
+    later ones, which the resumed run logs again."""
+
+    def __init__(self, path: Path, upto: int | None = None):
         self.path = path
         self.fields: list[str] = []
         self.rows: list[dict] = []
@@ -25,19 +31,37 @@ class CSVLog:
                 reader = csv.DictReader(f)
                 self.fields = list(reader.fieldnames or [])
                 self.rows = list(reader)
+            kept = [r for r in self.rows if upto is None or not _after(r, upto)]
+            if len(kept) < len(self.rows):
+                self.rows = kept
+                self._rewrite()
+
+    def _rewrite(self) -> None:
+        def write(f):
+            text = io.StringIO(newline="")
+            w = csv.DictWriter(text, fieldnames=self.fields)
+            w.writeheader()
+            w.writerows(self.rows)
+            f.write(text.getvalue().encode())
+
+        atomic_write(self.path, write)
 
     def write(self, row: dict) -> None:
         new = [k for k in row if k not in self.fields]
         self.rows.append(row)
         if new or not self.path.is_file():
             self.fields += new
-            with open(self.path, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=self.fields)
-                w.writeheader()
-                w.writerows(self.rows)
+            self._rewrite()
         else:
             with open(self.path, "a", newline="") as f:
                 csv.DictWriter(f, fieldnames=self.fields).writerow(row)
+
+
+def _after(row: dict, iteration: int) -> bool:
+    try:
+        return int(row.get("iter") or -1) > iteration
+    except ValueError:  # a damaged row: not ours to judge, kept
+        return False
 
 
 class RunLogger:
@@ -52,8 +76,8 @@ class RunLogger:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._text = open(self.run_dir / "train.log", "a")
         if use_csv:
-            self.csv = CSVLog(self.run_dir / "train_log.csv")
-            self.val_csv = CSVLog(self.run_dir / "val_log.csv")
+            self.csv = CSVLog(self.run_dir / "train_log.csv", upto=start)
+            self.val_csv = CSVLog(self.run_dir / "val_log.csv", upto=start)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 

@@ -14,7 +14,11 @@ iteration // batches_per_epoch, offset within the epoch), and each item's random
 Divergence guard: a non-finite G loss skips the whole iteration; a non-finite D loss skips the D
 update (G and its EMA have stepped by then); either is logged and counted. `guard.max_nonfinite`
 in a row, or a D loss below `guard.collapse_d_loss` for `guard.collapse_patience` iterations, rolls
-back to the newest checkpoint and multiplies the learning rates by `guard.lr_factor`.
+back to the newest checkpoint (one further back when the previous rollback led straight back into
+the divergence) and multiplies the learning rates by `guard.lr_factor`. Checkpoints are never written
+inside such a streak or with non-finite weights, and the last known-good one is kept out of pruning.
+
+Run folder: the trainer locks it (`runfolder.RunLock`) from construction to the end of `train()`.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from torch import nn
 
 from . import distributed as dist_utils
 from .builders import (EpochSeededDataset, build_dataset, build_discriminator, build_generator,
-                       build_generator_losses, build_optimizer, build_scheduler)
+                       build_generator_losses, build_optimizer, build_scheduler, check_data)
 from .checkpointing import CheckpointManager, rng_state, seed_everything, set_rng_state
 from .config import ConfigError, dump_config
+from .runfolder import RunFolderError, RunFolderExists, RunLock, remove_orphan_temps
 from .ema import EMA
 from .logging import RunLogger
 
@@ -92,10 +97,9 @@ class Trainer:
         self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
         self.main = self.rank == 0
         self.run_dir = Path(run_dir) if run_dir is not None else Path(cfg["output_dir"]) / cfg["name"]
-        # before any collective (DDP init): no rank writes until every rank has looked
-        if not resume and CheckpointManager(self.run_dir / "checkpoints").latest() is not None:
-            raise FileExistsError(f"run folder {self.run_dir} already holds checkpoints: continue it with "
-                                  f"`gansr train --resume {self.run_dir}` or pick another name / output_dir")
+        self.lock: RunLock | None = None
+        # before any collective (DDP init): every rank looks, none writes
+        self._refuse_a_used_folder(resume)
         seed_everything(cfg["seed"] + self.rank)
         tcfg = cfg["train"]
         self.gan = cfg["stage"] == "gan"
@@ -105,7 +109,7 @@ class Trainer:
 
         # models
         G = generator if generator is not None else build_generator(cfg)
-        if cfg["model"]["pretrained_g"]:
+        if cfg["model"]["pretrained_g"] and not resume:  # a resume takes G from the checkpoint
             self._load_pretrained_g(G, cfg["model"]["pretrained_g"])
         self._set_fused(G)
         cl = tcfg["channels_last"]
@@ -155,11 +159,14 @@ class Trainer:
             self.sched_d = build_scheduler(self.opt_d, cfg)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
-        # data
+        # data, checked before the run folder exists: a fixed command then needs no --resume
         self.train_set = train_set if train_set is not None else build_dataset(cfg, "train")
+        check_data(self.train_set, cfg["seed"], "data.train")
         self.val_set = val_set
         if self.val_set is None and cfg["data"]["val"]["root"] is not None:
             self.val_set = build_dataset(cfg, "val")
+        if self.val_set is not None:
+            check_data(self.val_set, cfg["seed"], "data.val")
         self._setup_loader()
         self.metrics = metrics
 
@@ -170,15 +177,58 @@ class Trainer:
         self._nonfinite_run = self._collapse_run = 0
         self._nan_pending = set(int(i) for i in cfg["guard"]["inject_nan_at"])
         self.ckpt = CheckpointManager(self.run_dir / "checkpoints", cfg["checkpoint"]["keep_last"])
+        self._last_saved: int | None = None  # iteration of the newest checkpoint this run wrote or resumed
+        self._clean_since_save = False  # no skipped step and no collapse count since that checkpoint
+        self._restored: int | None = None  # iteration the last rollback restored, until a new checkpoint
+        self._ckpt_due = False  # a checkpoint was due inside a streak and is written at the next healthy one
         self.last_val: dict = {}
+        self._open_run_folder(resume)
         if resume:
             path = self.ckpt.latest() if resume is True else Path(resume)
             if path is None:
                 raise FileNotFoundError(f"--resume: no checkpoint in {self.ckpt.folder}")
             self.load_state(CheckpointManager.load(path))
+            self._last_saved, self._clean_since_save = self.iteration, True
             self.resumed_from = path
         else:
             self.resumed_from = None
+
+    # ------------------------------------------------------------------ run folder
+
+    def _refuse_a_used_folder(self, resume) -> None:
+        if not resume and CheckpointManager(self.run_dir / "checkpoints").latest() is not None:
+            raise RunFolderExists(f"run folder {self.run_dir} already holds checkpoints: continue it with "
+                                  f"`gansr train --resume {self.run_dir}` or pick another name / output_dir")
+
+    def _open_run_folder(self, resume) -> None:
+        """Rank 0 creates and locks the run folder (held until `close()`) and removes the temp files of
+        writes a killed run left; every rank raises if the folder is in use."""
+        error = None
+        if self.main:
+            try:
+                self.lock = RunLock(self.run_dir)
+                self._refuse_a_used_folder(resume)  # again: the first look may have raced a starting run
+            except RunFolderError as e:
+                self.close()
+                error = e
+            else:
+                orphans = remove_orphan_temps(self.run_dir)
+                if orphans:
+                    self.notes.append(f"removed {len(orphans)} temp file(s) left by a killed write: "
+                                      + ", ".join(p.name for p in orphans[:5]))
+        error = dist_utils.broadcast_object(error)
+        if error is not None:
+            raise error
+
+    def close(self) -> None:
+        """Release the run folder's lock (train() does so when it returns) and stop the data workers."""
+        self._loader_iter = None
+        if self.lock is not None:
+            self.lock.release()
+
+    def _worker_init(self, worker_id: int) -> None:
+        if self.lock is not None:
+            self.lock.forget_in_child()
 
     # ------------------------------------------------------------------ setup helpers
 
@@ -221,6 +271,7 @@ class Trainer:
                 num_workers=self.cfg["data"]["num_workers"], drop_last=True,
                 pin_memory=self.device.type == "cuda",
                 generator=torch.Generator().manual_seed(self.cfg["seed"] + epoch),  # keeps the global RNG untouched
+                worker_init_fn=self._worker_init,
             )
             self._loader_iter, self._loader_epoch = iter(loader), epoch
         return next(self._loader_iter)
@@ -324,6 +375,7 @@ class Trainer:
         if stats["skipped"]:
             self._nonfinite_run += 1
             self.skipped_total += 1
+            self._clean_since_save = False
             bad = {k: v for k, v in stats.items() if isinstance(v, float) and not math.isfinite(v)}
             log.info(f"iter {self.iteration}: non-finite loss {bad} -> step skipped "
                      f"({self._nonfinite_run}/{g['max_nonfinite']} in a row)")
@@ -335,23 +387,40 @@ class Trainer:
         if self.gan and g["collapse_d_loss"] > 0:
             low = dist_utils.all_true(stats.get("d_loss", 1.0) < g["collapse_d_loss"], self.device)
             self._collapse_run = self._collapse_run + 1 if low else 0
+            self._clean_since_save = self._clean_since_save and not low
             if self._collapse_run >= g["collapse_patience"]:
                 self.rollback(f"D loss below {g['collapse_d_loss']} for {self._collapse_run} iterations "
                               "(discriminator collapse)", log)
                 return True
         return False
 
+    def _rollback_target(self, reason: str) -> Path:
+        """The newest checkpoint; one older than the last restored one when training diverged again
+        before writing a new checkpoint (the restored state leads back into the divergence)."""
+        files = self.ckpt.iteration_files()
+        if self._restored is not None:
+            files = [(it, p) for it, p in files if it < self._restored]
+        if not files:
+            again = f" again after restoring iter {self._restored}," if self._restored is not None else ""
+            raise RuntimeError(f"training diverged ({reason}){again} and there is no older checkpoint to roll "
+                               "back to")
+        return files[-1][1]
+
     def rollback(self, reason: str, log: RunLogger) -> None:
-        """Restore the newest checkpoint and scale every learning rate by guard.lr_factor."""
+        """Restore a checkpoint from before the divergence (`_rollback_target`), delete the newer ones
+        (the abandoned timeline), and scale every learning rate by guard.lr_factor."""
         g = self.cfg["guard"]
         if self.rollbacks >= g["max_rollbacks"]:
             raise RuntimeError(f"training diverged: {reason}, and {self.rollbacks} rollbacks "
                                f"(guard.max_rollbacks) did not help")
-        path = self.ckpt.latest()
-        if path is None:
-            raise RuntimeError(f"training diverged ({reason}) and there is no checkpoint to roll back to")
+        path = self._rollback_target(reason)
         from_iter = self.iteration
         self.load_state(CheckpointManager.load(path), counters=False)
+        self._restored = self._last_saved = self.iteration
+        self._clean_since_save, self._ckpt_due = True, False
+        if self.main:
+            self.ckpt.discard_after(self.iteration)
+        dist_utils.barrier()
         factor = g["lr_factor"]
         for opt, sched in ((self.opt_g, self.sched_g), (self.opt_d, self.sched_d)):
             if opt is None:
@@ -382,7 +451,8 @@ class Trainer:
             "opt_d": self.opt_d.state_dict() if self.opt_d else None,
             "sched_d": self.sched_d.state_dict() if self.sched_d else None,
             "scaler": self.scaler.state_dict(), "rng": rngs, "best": dict(self.best),
-            "guard": {"skipped_total": self.skipped_total, "rollbacks": self.rollbacks},
+            "guard": {"skipped_total": self.skipped_total, "rollbacks": self.rollbacks,
+                      "known_good": self.ckpt.protected},
         }
 
     def load_state(self, state: dict, counters: bool = True) -> None:
@@ -407,13 +477,41 @@ class Trainer:
         if counters:
             self.skipped_total = state["guard"]["skipped_total"]
             self.rollbacks = state["guard"].get("rollbacks", 0)
+            self.ckpt.protected = state["guard"].get("known_good")
         self._loader_iter = None  # re-position the data on the next batch
 
     def save_checkpoint(self) -> Path | None:
+        """Write `iter_<N>.pt`. The previous checkpoint becomes the known-good one (kept out of pruning)
+        when training went from it to here without a skipped step or a collapse count."""
+        if self._clean_since_save and self._last_saved is not None and self._last_saved < self.iteration:
+            self.ckpt.protected = self._last_saved
         state = self.state_dict()  # every rank: gathers RNG states
         path = self.ckpt.save(state, self.iteration) if self.main else None
         dist_utils.barrier()
+        self._last_saved, self._clean_since_save, self._restored, self._ckpt_due = self.iteration, True, None, False
         return path
+
+    def _unhealthy(self) -> str | None:
+        """Why now is no time for a checkpoint (inside a non-finite or collapse streak, or non-finite
+        weights), or None. A checkpoint written then is what a rollback would restore."""
+        if self._nonfinite_run or self._collapse_run:
+            return (f"inside a streak ({self._nonfinite_run} non-finite losses, {self._collapse_run} collapse "
+                    "iterations in a row)")
+        models = [("G", _unwrap(self.G))] + ([("D", self.D)] if self.D is not None else [])
+        finite = all(bool(torch.isfinite(p).all()) for _, m in models for p in m.parameters())
+        if not dist_utils.all_true(finite, self.device):
+            return "the weights hold non-finite values"
+        return None
+
+    def _checkpoint_if_healthy(self, log: RunLogger) -> Path | None:
+        """Save a checkpoint, or postpone it to the next healthy iteration (logged once)."""
+        why = self._unhealthy()
+        if why is None:
+            return self.save_checkpoint()
+        if not self._ckpt_due:
+            log.info(f"iter {self.iteration}: checkpoint postponed: {why}")
+        self._ckpt_due = True
+        return None
 
     # ------------------------------------------------------------------ validation
 
@@ -459,16 +557,21 @@ class Trainer:
         iterations: no final checkpoint, validation or export). Returns the summary."""
         cfg = self.cfg
         total = cfg["train"]["total_iters"]
-        if self.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            dump_config(cfg, self.run_dir / "config.yaml")
-        lc = cfg["log"]
-        log = RunLogger(self.run_dir, total, self.iteration, enabled=self.main, tensorboard=lc["tensorboard"],
-                        use_csv=lc["csv"], progress=lc["progress"])
+        if self.main and not (self.lock is not None and self.lock.held):  # a second train() call
+            self.lock = RunLock(self.run_dir)
         try:
-            return self._loop(log, total, stop_at)
+            if self.main:
+                dump_config(cfg, self.run_dir / "config.yaml")  # atomic; untouched when unchanged
+            lc = cfg["log"]
+            # the CSV logs drop rows after the resumed iteration: they are logged again
+            log = RunLogger(self.run_dir, total, self.iteration, enabled=self.main, tensorboard=lc["tensorboard"],
+                            use_csv=lc["csv"], progress=lc["progress"])
+            try:
+                return self._loop(log, total, stop_at)
+            finally:
+                log.close()
         finally:
-            log.close()
+            self.close()
 
     def _loop(self, log: RunLogger, total: int, stop_at: int | None) -> dict:
         cfg = self.cfg
@@ -513,8 +616,8 @@ class Trainer:
                 sums, count, t_last = {}, 0, now
             if cfg["val"]["every"] and it % cfg["val"]["every"] == 0 and it < total:
                 self._validate_and_track(log)
-            if cfg["checkpoint"]["every"] and it % cfg["checkpoint"]["every"] == 0 and it < total:
-                self.save_checkpoint()
+            if (self._ckpt_due or (cfg["checkpoint"]["every"] and it % cfg["checkpoint"]["every"] == 0)) and it < total:
+                self._checkpoint_if_healthy(log)
         if stop_at is not None and self.iteration < total:
             return {"iteration": self.iteration, "stopped": True}
         return self._finish(log, time.perf_counter() - t_start, self.iteration - it_start)
@@ -542,7 +645,7 @@ class Trainer:
 
     def _finish(self, log: RunLogger, seconds: float, iters_done: int) -> dict:
         self._validate_and_track(log)
-        self.save_checkpoint()
+        self._checkpoint_if_healthy(log)
         export = None
         if self.main:
             export = self.export(self.run_dir / "generator_ema.pth")
