@@ -1,5 +1,6 @@
 """Atomic file writes: write a temp file next to the target, fsync, then `os.replace` onto it, so a
-reader (or a run killed mid-write) never sees a half-written file under the real name.
+reader (or a run killed mid-write) never sees a half-written file under the real name. And
+`read_error_text`: a read failure as one line.
 
 The temp file is created with mode 0o666 filtered by the process umask, as `open(path, "wb")` would
 create the target (`tempfile.mkstemp` would leave every written file 0600)."""
@@ -40,3 +41,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def read_error_text(err: BaseException) -> str:
+    """'Type: cause' on one line: torch.load reports a truncated file as a bare EOFError and buries the
+    cause of a weights_only refusal among lines of advice."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    cause = [line for line in lines if "Unsupported" in line or "WeightsUnpickler" in line]
+    text = (cause or lines or ["unexpected end of file"])[-1 if cause else 0]
+    return f"{type(err).__name__}: {text.split('. ')[0][:200]}"

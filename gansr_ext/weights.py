@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from ._fileio import read_error_text
+
 
 class MissingWeightsError(FileNotFoundError):
     """Pretrained weights are not on this machine."""
@@ -41,6 +43,17 @@ def resolve_weights(filename: str, url: str, path: str | os.PathLike | None = No
     )
 
 
+class CorruptWeightsError(MissingWeightsError):
+    """A pretrained weights file that exists but cannot be read (truncated download, wrong file): as good
+    as missing, so the callers that report missing weights (metric unavailable, ...) report it too."""
+
+
 def load_state_dict(filename: str, url: str, path: str | os.PathLike | None = None, what: str = "weights") -> dict:
-    """resolve_weights + torch.load(weights_only=True) on CPU."""
-    return torch.load(resolve_weights(filename, url, path, what), map_location="cpu", weights_only=True)
+    """resolve_weights + torch.load(weights_only=True) on CPU; an unreadable file is a CorruptWeightsError
+    naming it and where to get it again."""
+    found = resolve_weights(filename, url, path, what)
+    try:
+        return torch.load(found, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch.load reports a truncated file as a bare EOFError, KeyError...
+        raise CorruptWeightsError(f"{what}: cannot read {found} (truncated or not {filename}? download it again "
+                                  f"from {url}): {read_error_text(e)}") from e

@@ -14,9 +14,10 @@ from PIL import Image
 
 from gansr_ext._fileio import atomic_write
 from gansr_ext.cli import main
-from gansr_ext.infer import Upscaler
+from gansr_ext.infer import ImageTooLargeError, NonFiniteOutputError, Upscaler
 from gansr_ext.models import RRDBNet, load_generator, save_generator
 from gansr_ext.models.checkpoint import CheckpointError
+from gansr_ext.weights import CorruptWeightsError, load_state_dict
 
 H, W = 6, 7
 
@@ -62,7 +63,7 @@ def test_nan_model_output_is_an_error_naming_the_image_not_a_black_file(tmp_path
     err = capsys.readouterr().err
     assert "photo.png" in err and "NaN" in err
     assert not (tmp_path / "out" / "photo_out.png").exists()
-    with pytest.raises(ValueError, match="NaN"):  # the library call refuses too
+    with pytest.raises(NonFiniteOutputError, match="NaN"):  # the library call refuses too
         Upscaler(model, device="cpu").upscale(np.zeros((H, W, 3), np.uint8))
 
 
@@ -139,7 +140,7 @@ def test_output_pixel_budget_refuses_before_decoding_and_can_be_raised(tmp_path,
     assert upscale_cli(tmp_path / "huge.png", "-o", out, "--model", ckpt) == 1
     assert time.perf_counter() - start < 5
     assert "36000x36000" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="megapixels"):  # the library call has the same budget
+    with pytest.raises(ImageTooLargeError, match="megapixels"):  # the library call has the same budget
         Upscaler(load_generator(ckpt), device="cpu", max_output_pixels=500).upscale(np.zeros((H, W, 3), np.uint8))
 
 
@@ -180,6 +181,9 @@ def test_load_errors_say_what_is_wrong(tmp_path, ckpt):
     (run / "generator_ema.pth").write_bytes(data)
     with pytest.raises(CheckpointError, match="is a folder.*generator_ema.pth"):
         load_generator(run)
+    (tmp_path / "vgg.pth").write_bytes(data[:100])  # an interrupted download of pretrained weights
+    with pytest.raises(CorruptWeightsError, match="cannot read .*vgg.pth .*download it again from https://x/vgg"):
+        load_state_dict("vgg.pth", "https://x/vgg", path=tmp_path / "vgg.pth")
 
 
 def test_trainer_checkpoint_as_model_loads_its_ema_generator(tmp_path):

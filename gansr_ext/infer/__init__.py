@@ -1,8 +1,9 @@
 """Inference: `Upscaler` (tiled, blended, streamed from CPU memory), the `gansr upscale` CLI and
 ONNX export (`gansr export onnx`)."""
 
+from .convert import NonFiniteOutputError
 from .export import check_onnx, export_onnx
 from .tiling import plan_tiles
-from .upscaler import Upscaler
+from .upscaler import ImageTooLargeError, Upscaler
 
-__all__ = ["Upscaler", "check_onnx", "export_onnx", "plan_tiles"]
+__all__ = ["ImageTooLargeError", "NonFiniteOutputError", "Upscaler", "check_onnx", "export_onnx", "plan_tiles"]

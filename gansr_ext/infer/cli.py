@@ -195,7 +195,7 @@ def run(args) -> int:
     try:
         up = Upscaler(args.model, device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
                       feather=args.feather, batch_tiles=args.batch_tiles, fused=_FUSED[args.fused],
-                      alpha=args.alpha, progress=True, max_output_pixels=round(args.max_pixels * 1e6))
+                      alpha=args.alpha, progress=True, max_output_pixels=max(1, round(args.max_pixels * 1e6)))
     except Exception as e:  # noqa: BLE001 - any load failure ends the run with its message
         print(f"gansr upscale: error: cannot load model {args.model}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2

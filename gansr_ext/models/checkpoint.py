@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .._fileio import atomic_write
+from .._fileio import atomic_write, read_error_text
 from .rrdbnet import _SCALES, _UNSHUFFLE, RRDBNet
 
 FORMAT_NAME = "gansr_ext"
@@ -256,19 +256,11 @@ def _torch_load(path: Path):
         if allowed is None and (names or "global" in str(e).lower()):
             what = f" ({', '.join(names)})" if names else ""
             raise CheckpointError(f"{path}: refused to load; it holds objects other than tensors{what} and only "
-                                  f"torch.load(weights_only=True) is used ({_first_line(e)})") from e
+                                  f"torch.load(weights_only=True) is used ({read_error_text(e)})") from e
         if allowed is None:
             raise  # not a pickle of tensors at all: reported by _read_file as unreadable
     with torch.serialization.safe_globals(allowed):
         return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _first_line(err: BaseException) -> str:
-    """'Type: message' on one line (torch's weights_only errors bury the cause among advice lines)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    cause = [line for line in lines if "Unsupported" in line or "WeightsUnpickler" in line]
-    text = (cause or lines or ["unexpected end of file"])[-1 if cause else 0]
-    return f"{type(err).__name__}: {text.split('. ')[0][:200]}"
 
 
 def _read_file(path: Path):
@@ -284,7 +276,7 @@ def _read_file(path: Path):
         raise
     except Exception as e:  # noqa: BLE001 - torch.load / safetensors report truncation as EOFError, KeyError...
         raise CheckpointError(f"{path}: cannot read it as a checkpoint (truncated, corrupt, or not a PyTorch "
-                              f"or safetensors file): {_first_line(e)}") from e
+                              f"or safetensors file): {read_error_text(e)}") from e
 
 
 def _check_fit(model: nn.Module, sd: dict, strict: bool, arch: dict) -> None:
