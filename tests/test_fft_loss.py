@@ -105,6 +105,15 @@ def test_reference_gradcheck(shape, p, mode):
     assert torch.autograd.gradcheck(lambda a, b: fft_loss_reference(a, b, p, mode, "none"), (sr, hr))
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_complex_l2_equals_relative_pixel_distance(fused):
+    # Parseval: with the full-spectrum norms, p = 2 complex mode is ||sr - hr|| / max(||sr||, ||hr||)
+    sr, hr = _pair((3, 2, 7, 6), grad=False)
+    n = lambda v: torch.linalg.vector_norm(v, dim=(1, 2, 3))  # noqa: E731
+    torch.testing.assert_close(fft_loss(sr, hr, 2, "complex", "none", fused=fused),
+                               n(sr - hr) / torch.maximum(n(sr), n(hr)), rtol=1e-12, atol=1e-12)
+
+
 def test_complex_mode_sees_phase_magnitude_mode_does_not():
     # a circular shift changes only the phase of the spectrum
     sr = torch.rand(1, 3, 8, 7, dtype=torch.float64)

@@ -10,7 +10,9 @@ Spec (what `fft_loss_reference` computes and the kernels must equal)::
 
 Computed on the rfft2 half spectrum (C, H, W//2+1): columns 1..ceil(W/2)-1 also stand for their
 dropped mirror image (conjugate: same |X|, |Y|, |X - Y|) and count twice; column 0 and, for even W,
-column W/2 count once. The norms are then exactly the full spectrum's (Parseval for p = 2).
+column W/2 count once. The norms are then exactly the full spectrum's (Parseval for p = 2). So for p = 2
+mode "complex" equals the pixel-space ||sr - hr|| / max(||sr||, ||hr||): only "magnitude" and p = 1 add
+something a pixel loss does not.
 
 Inputs (B, C, H, W), H, W >= 2, fp32/fp64/fp16/bf16 (computed in fp32, fp64 stays fp64), any
 memory format. The loss is returned in the compute dtype. Both images all zeros -> loss 0 and
