@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc)
 PYTEST_ARGS ?=
 
-.PHONY: venv build test demo bench gpu-check gpu-carry clean
+.PHONY: venv build test test-kernels demo bench gpu-check gpu-carry clean
 
 venv: $(VENV)/.deps-stamp
 
@@ -23,6 +23,11 @@ build: venv
 
 test: build
 	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 $(PYTEST_ARGS) tests
+
+# The CUDA kernel files executed on the CPU (tests/cuda_on_cpu/): compiled with g++ from this source
+# tree as it stands, no extension build needed; `make test` runs them too.
+test-kernels: venv
+	$(PY) -m pytest -q -p no:cacheprovider --timeout=900 $(PYTEST_ARGS) tests/test_kernels_on_cpu.py
 
 demo: build
 	$(PY) -m gansr_ext.cli demo
