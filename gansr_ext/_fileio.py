@@ -1,6 +1,6 @@
 """Atomic file writes: write a temp file next to the target, fsync, then `os.replace` onto it, so a
-reader (or a run killed mid-write) never sees a half-written file under the real name. And
-`read_error_text`: a read failure as one line.
+reader (or a run killed mid-write) never sees a half-written file under the real name. And the
+reading side: `load_tensors` (torch.load that runs no code) and `read_error_text` (a failure as one line).
 
 The temp file is created with mode 0o666 filtered by the process umask, as `open(path, "wb")` would
 create the target (`tempfile.mkstemp` would leave every written file 0600)."""
@@ -50,3 +50,21 @@ def read_error_text(err: BaseException) -> str:
     cause = [line for line in lines if "Unsupported" in line or "WeightsUnpickler" in line]
     text = (cause or lines or ["unexpected end of file"])[-1 if cause else 0]
     return f"{type(err).__name__}: {text.split('. ')[0][:200]}"
+
+
+def _numpy_array_globals() -> list:
+    """What a numpy array unpickles with: `_reconstruct`, ndarray, dtype and the numeric dtype classes
+    (none of them runs code; an object array's items go through the same restricted unpickler)."""
+    import numpy as np
+
+    core = np._core if hasattr(np, "_core") else np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype] + [type(np.dtype(c)) for c in "?bBhHiIlLqQefd"]
+
+
+def load_tensors(path: str | os.PathLike):
+    """torch.load(weights_only=True) on the CPU, numpy arrays allowed (older trainer checkpoints hold the
+    numpy RNG state as one); anything else that is not tensors and plain values: pickle.UnpicklingError."""
+    import torch
+
+    with torch.serialization.safe_globals(_numpy_array_globals()):
+        return torch.load(path, map_location="cpu", weights_only=True)

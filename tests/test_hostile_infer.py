@@ -197,6 +197,9 @@ def test_trainer_checkpoint_as_model_loads_its_ema_generator(tmp_path):
         for p in trainer.ema.module.parameters():
             p.add_(1.0)
     path = trainer.save_checkpoint()
-    loaded = load_generator(path)
-    for name, value in trainer.ema.module.state_dict().items():
-        assert torch.equal(loaded.state_dict()[name], value), name
+    older = torch.load(path, weights_only=True)  # as written before the RNG state became tensors
+    older["rng"] = [{"python": (3, (0,) * 625, None), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}]
+    torch.save(older, tmp_path / "older.pt")
+    for loaded in (load_generator(path), load_generator(tmp_path / "older.pt")):
+        for name, value in trainer.ema.module.state_dict().items():
+            assert torch.equal(loaded.state_dict()[name], value), name

@@ -143,7 +143,8 @@ def collect_inputs(inputs, recursive: bool = False) -> tuple[list[Path], list[tu
 
 
 def output_path(src: Path, out_dir: Path, ext: str, suffix: str, taken: set) -> Path:
-    """out_dir/<stem><suffix>.<ext>; a name already used in this run gets _2, _3, ..."""
+    """out_dir/<stem><suffix>.<ext>; a name already used in this run gets _2, _3, ...; ValueError for a
+    suffix with a path separator (the file would land outside out_dir)."""
     if ext == "auto":
         ext = src.suffix.lower().lstrip(".")
         ext = {"jpeg": "jpg"}.get(ext, ext)
@@ -156,6 +157,21 @@ def output_path(src: Path, out_dir: Path, ext: str, suffix: str, taken: set) -> 
         path = out_dir / f"{base}_{n}.{ext}"
     taken.add(path)
     return path
+
+
+_TARGET_NOTES = {
+    "input": "gansr upscale: error: {src}: the output {dst} would overwrite an input; choose another -o or --suffix",
+    "exists": "gansr upscale: {dst} exists, skipped (--overwrite to replace it)",
+}
+
+
+def _target_status(dst: Path, inputs: set, overwrite: bool) -> str:
+    """'input' (dst is one of the resolved input files), 'exists' (kept: no --overwrite) or 'ok'."""
+    if dst.resolve() in inputs:  # resolve: dir/../dir/a.png and links name the same file
+        return "input"
+    if os.path.lexists(dst) and not overwrite:
+        return "exists"
+    return "ok"
 
 
 def _check_pixel_budget(up: Upscaler, src: Path, outscale) -> None:
@@ -209,14 +225,10 @@ def run(args) -> int:
     bar = tqdm(files, desc="images", unit="img", disable=None)
     for src in bar:
         dst = output_path(src, out_dir, args.ext, args.suffix, taken)
-        if dst.resolve() in inputs:
-            failed.append(src)
-            tqdm.write(f"gansr upscale: error: {src}: the output {dst} would overwrite an input; "
-                       "choose another -o or --suffix", file=sys.stderr)
-            continue
-        if os.path.lexists(dst) and not args.overwrite:
-            skipped.append(src)
-            tqdm.write(f"gansr upscale: {dst} exists, skipped (--overwrite to replace it)", file=sys.stderr)
+        status = _target_status(dst, inputs, args.overwrite)
+        if status != "ok":  # an input is never overwritten (a failure); an existing output is skipped
+            (failed if status == "input" else skipped).append(src)
+            tqdm.write(_TARGET_NOTES[status].format(src=src, dst=dst), file=sys.stderr)
             continue
         t0 = time.perf_counter()
         try:

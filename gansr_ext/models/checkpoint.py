@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .._fileio import atomic_write, read_error_text
+from .._fileio import atomic_write, load_tensors, read_error_text
 from .rrdbnet import _SCALES, _UNSHUFFLE, RRDBNet
 
 FORMAT_NAME = "gansr_ext"
@@ -42,9 +42,6 @@ _PTH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 # would exhaust memory: a checkpoint describing more is refused before anything is allocated.
 ARCH_LIMITS = {"in_ch": 64, "out_ch": 64, "nf": 1024, "nb": 256, "gc": 1024}
 MAX_PARAMETERS = 200_000_000
-# the globals numpy arrays pickle to (a trainer checkpoint's numpy RNG state); nothing else is allowed
-_NUMPY_GLOBALS = ("numpy.dtype", "numpy.ndarray", "numpy._core.multiarray._reconstruct",
-                  "numpy.core.multiarray._reconstruct")
 
 
 class CheckpointError(ValueError):
@@ -230,37 +227,14 @@ def _read_safetensors(path: Path):
     return tensors
 
 
-def _numpy_globals(names: list) -> list | None:
-    """The objects for `names` when all are numpy array globals (see _NUMPY_GLOBALS), plus the numeric
-    dtype classes the arrays' dtypes are built as; None when any name is something else."""
-    if not names or not set(names) <= set(_NUMPY_GLOBALS):
-        return None
-    import importlib
-
-    import numpy as np
-
-    found = [getattr(importlib.import_module(n.rpartition(".")[0]), n.rpartition(".")[2]) for n in names]
-    return found + [type(np.dtype(code)) for code in "?bBhHiIlLqQefd"]
-
-
 def _torch_load(path: Path):
-    """torch.load(weights_only=True), allowing numpy arrays (a trainer checkpoint's RNG state) only."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_tensors(path)
     except pickle.UnpicklingError as e:
-        try:
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except Exception:  # noqa: BLE001 - not a zip checkpoint: nothing to name
-            names = []
-        allowed = _numpy_globals(names)
-        if allowed is None and (names or "global" in str(e).lower()):
-            what = f" ({', '.join(names)})" if names else ""
-            raise CheckpointError(f"{path}: refused to load; it holds objects other than tensors{what} and only "
-                                  f"torch.load(weights_only=True) is used ({read_error_text(e)})") from e
-        if allowed is None:
+        if "global" not in str(e).lower():
             raise  # not a pickle of tensors at all: reported by _read_file as unreadable
-    with torch.serialization.safe_globals(allowed):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        raise CheckpointError(f"{path}: refused to load; it holds objects other than tensors and only "
+                              f"torch.load(weights_only=True) is used ({read_error_text(e)})") from e
 
 
 def _read_file(path: Path):
