@@ -138,7 +138,7 @@ def test_the_last_known_good_checkpoint_is_kept_out_of_pruning(tmp_path):
 
 TINY = ["device=cpu", "model.generator.nb=1", "model.generator.nf=8", "model.generator.gc=4", "data.crop=16",
         "data.batch_size=2", "data.num_workers=0", "data.train.type=samples", "data.val.type=samples", "val.every=0",
-        "val.metrics=[psnr]", "log.progress=false", "log.tensorboard=false", "checkpoint.every=2"]
+        "val.metrics=[psnr]", "log.progress=false", "log.tensorboard=false", "checkpoint.every=2", "train.fused=off"]
 
 
 def test_a_second_training_into_a_locked_folder_fails_and_the_first_is_unharmed(tmp_path, capsys):

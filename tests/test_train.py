@@ -200,6 +200,7 @@ def test_bf16_autocast_and_channels_last_on_cpu(tmp_path):
 
 
 def test_ema_follows_its_formula():
+    """d = min(decay, (1 + n) / (10 + n)), n = earlier updates: 0.1 at the first update, then `decay`."""
     from gansr_ext.train.ema import EMA
 
     model = torch.nn.Linear(3, 2)
@@ -208,8 +209,37 @@ def test_ema_follows_its_formula():
     with torch.no_grad():
         model.weight.add_(1.0)
     ema.update(model)
-    torch.testing.assert_close(ema.module.weight, 0.9 * start["weight"] + 0.1 * model.weight.detach())
-    assert not any(p.requires_grad for p in ema.module.parameters())
+    torch.testing.assert_close(ema.module.weight, 0.1 * start["weight"] + 0.9 * model.weight.detach())
+    ema.updates = 1000  # warm-up over: (1 + n) / (10 + n) > 0.9
+    before = ema.module.weight.clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    torch.testing.assert_close(ema.module.weight, 0.9 * before + 0.1 * model.weight.detach())
+    assert ema.updates == 1001 and not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_the_ema_of_a_short_run_follows_the_weights_not_the_random_init(tmp_path):
+    """30 steps at decay 0.999: without a warm-up the EMA is still 0.999^30 = 97% the random init."""
+    tr = make(tiny_cfg(tmp_path, "train.total_iters=30", "optim.g.lr=2e-3", "checkpoint.every=0"))
+    init = weights(tr.G)
+    tr.train()
+    raw, ema = weights(tr.G), weights(tr.ema.module)
+    moved = sum(float((raw[k] - init[k]).norm() ** 2) for k in raw) ** 0.5
+    lag = sum(float((raw[k] - ema[k]).norm() ** 2) for k in raw) ** 0.5
+    assert lag < 0.3 * moved, (lag, moved)
+
+
+def test_a_checkpoint_without_the_ema_update_count_still_loads(tmp_path):
+    tr = make(tiny_cfg(tmp_path, "train.total_iters=4", "checkpoint.every=0"))
+    tr.train()
+    state = CheckpointManager.load(tr.ckpt.latest())
+    assert state["ema_updates"] == 4
+    del state["ema_updates"]  # written before the EMA had a warm-up
+    other = make(tiny_cfg(tmp_path / "b"))
+    other.load_state(state)
+    assert other.ema.updates == 4 and other.iteration == 4
+    assert_same_weights(weights(other.ema.module), weights(tr.ema.module))
 
 
 def test_validation_skips_a_metric_that_rejects_an_image(tmp_path):

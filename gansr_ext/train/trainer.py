@@ -446,6 +446,7 @@ class Trainer:
         return {
             "iteration": self.iteration, "config": self.cfg, "world_size": self.world,
             "G": _unwrap(self.G).state_dict(), "ema": self.ema.state_dict() if self.ema else None,
+            "ema_updates": self.ema.updates if self.ema else None,
             "D": self.D.state_dict() if self.D is not None else None,
             "opt_g": self.opt_g.state_dict(), "sched_g": self.sched_g.state_dict(),
             "opt_d": self.opt_d.state_dict() if self.opt_d else None,
@@ -459,7 +460,10 @@ class Trainer:
         """Restore a checkpoint; `counters=False` (rollback) keeps this run's skip/rollback counts."""
         _unwrap(self.G).load_state_dict(state["G"])
         if self.ema is not None:
-            self.ema.load_state_dict(state["ema"] if state["ema"] is not None else state["G"])
+            # checkpoints from before the EMA warm-up hold no update count: as many as iterations
+            updates = state.get("ema_updates")
+            self.ema.load_state_dict(state["ema"] if state["ema"] is not None else state["G"],
+                                     updates=state["iteration"] if updates is None else updates)
         if self.D is not None:
             if state["D"] is None:
                 raise ValueError("checkpoint has no discriminator (a PSNR-stage checkpoint): start the GAN stage "
