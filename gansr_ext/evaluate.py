@@ -7,7 +7,10 @@ NIQE, FID, LPIPS, PSNR, SSIM, BRISQUE and spectral discrepancy (see `gansr_ext.m
 SSIM / NIQE use the Y channel with a `scale`-pixel border shave; SR outputs are rounded to 8-bit as
 if saved. Set-level metrics (FID, spectral discrepancy) compare each method's outputs with the HR
 set. Metrics that cannot run (missing pretrained weights, images too small) are reported as
-unavailable with the reason; the others still run.
+unavailable with the reason; the others still run. Images that cannot be used at all (unreadable,
+corrupt, smaller than `scale`, an LR that does not match its HR) are skipped and reported (a warning,
+the tables' notes, `skipped` in the JSON); the tables say how many images each row and each value
+used.
 
 Python API: `evaluate({"name": model_or_checkpoint}, {"Set5": "path/to/Set5"}, "out")`;
 CLI: `gansr eval --model CKPT --data DIR --out OUT`.
@@ -21,6 +24,7 @@ import json
 import math
 import os
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,6 +208,22 @@ class _Collected:
     fid_feats: dict
     crop_panels: list
     notes: list
+    skipped: dict  # image name -> why it could not be used
+
+
+def _load_or_skip(name, hr_path, lr_path, scale, c: _Collected):
+    """(HR, LR) of one pair, or None after recording and warning why the pair cannot be used."""
+    from gansr_ext.data.datasets import UnreadableImageWarning
+    from gansr_ext.data.io import ImageReadError
+
+    try:
+        return load_pair(hr_path, lr_path, scale)
+    except ImageReadError as e:  # its message names the file
+        c.skipped[name] = str(e)
+    except ValueError as e:  # too small for the scale, LR / HR sizes disagree
+        c.skipped[name] = f"{hr_path}: {e}"
+    warnings.warn(f"evaluate: skipping {c.skipped[name]}", UnreadableImageWarning, stacklevel=4)
+    return None
 
 
 def _choose_crop(name, shape, want_crops, have_any, notes) -> tuple[int, int, int] | None:
@@ -229,10 +249,13 @@ def _collect(set_name, pairs, upscalers, suite: _Metrics, scale, crops, out_dir,
 
     methods = ["HR", BICUBIC, *upscalers]
     c = _Collected({m: {} for m in methods}, {m: [] for m in methods}, {m: [] for m in methods}, [],
-                   list(suite.notes))
+                   list(suite.notes), {})
     want_crops = {cr.image: cr for cr in crops} if crops else None
     for name, hr_path, lr_path in tqdm(pairs, desc=set_name, unit="img", disable=not progress):
-        hr, lr = load_pair(hr_path, lr_path, scale)
+        loaded = _load_or_skip(name, hr_path, lr_path, scale, c)
+        if loaded is None:
+            continue
+        hr, lr = loaded
         outputs = {BICUBIC: imresize(lr, scale)}
         for m, up in upscalers.items():
             outputs[m] = up.upscale(lr)
@@ -253,10 +276,30 @@ def _collect(set_name, pairs, upscalers, suite: _Metrics, scale, crops, out_dir,
             x, y, size = box
             panels = [(m, im[y:y + size, x:x + size]) for m, im in [("HR", hr), *outputs.items()]]
             c.crop_panels.append((name, box, panels))
+    if len(c.skipped) == len(pairs):
+        reasons = "; ".join(list(c.skipped.values())[:3])
+        raise ValueError(f"evaluate: none of the {len(pairs)} image(s) of {set_name} could be used: {reasons}")
     if want_crops is not None:
         found = {p[0] for p in c.crop_panels}
         c.notes += [f"crop image {n!r} is not in this set" for n in want_crops if n not in found]
     return c
+
+
+def _counts(c: _Collected, rows: dict) -> dict:
+    """{method: {"images": n, metric: images behind the value}} (0 where there is no value)."""
+    counts = {}
+    for m, row in rows.items():
+        scores = c.per_image[m].values()
+        n = {"images": len(c.per_image[m])}
+        for metric, value in row.items():
+            if value is None:
+                n[metric] = 0
+            elif metric in PER_IMAGE:
+                n[metric] = sum(metric in s and not isinstance(s[metric], Exception) for s in scores)
+            else:  # set-level (FID, spectral): every image of the row
+                n[metric] = n["images"]
+        counts[m] = n
+    return counts
 
 
 def _summarize(c: _Collected, methods, suite: _Metrics) -> tuple[dict, dict, dict, dict | None]:
@@ -306,7 +349,8 @@ def _evaluate_set(set_name, folder, upscalers, suite: _Metrics, scale, crops, ou
     c = _collect(set_name, pairs, upscalers, suite, scale, crops, out_dir, progress, save_images)
     rows, unavailable, hr_reference, mean_spectra = _summarize(c, [BICUBIC, *upscalers], suite)
     result = {
-        "folder": str(folder), "n_images": len(pairs), "scale": scale, "metrics": list(suite.names),
+        "folder": str(folder), "n_images": len(pairs) - len(c.skipped), "n_found": len(pairs),
+        "skipped": c.skipped, "counts": _counts(c, rows), "scale": scale, "metrics": list(suite.names),
         "rows": rows, "unavailable": unavailable, "notes": c.notes, "hr_reference": hr_reference,
         "per_image": {m: {img: {k: (None if isinstance(v, Exception) else v) for k, v in scores.items()}
                           for img, scores in d.items()} for m, d in c.per_image.items()},
@@ -329,19 +373,31 @@ def _fmt(metric: str, value) -> str:
     return FORMATS[metric].format(value)
 
 
+def _cell(metric: str, value, n: int, row_images: int) -> str:
+    """The value, with the number of images behind it when fewer than the row's."""
+    text = _fmt(metric, value)
+    return text if value is None or n == row_images else f"{text} (n={n})"
+
+
 def markdown_table(set_name: str, result: dict, pretrained: bool = True) -> str:
     names = result["metrics"]
-    lines = [f"### {set_name} (x{result['scale']}, {result['n_images']} images)", "",
-             "| Method | " + " | ".join(LABELS[k] for k in names) + " |",
-             "|---|" + "---:|" * len(names)]
+    used, found = result["n_images"], result["n_found"]
+    images = f"{used} images" if used == found else f"{used} of {found} images, {found - used} skipped"
+    lines = [f"### {set_name} (x{result['scale']}, {images})", "",
+             "| Method | Images | " + " | ".join(LABELS[k] for k in names) + " |",
+             "|---|---:|" + "---:|" * len(names)]
     for m, row in result["rows"].items():
-        lines.append(f"| {m} | " + " | ".join(_fmt(k, row[k]) for k in names) + " |")
+        n = result["counts"][m]
+        lines.append(f"| {m} | {n['images']} | " + " | ".join(_cell(k, row[k], n[k], n["images"]) for k in names)
+                     + " |")
     lines.append("")
     if result["hr_reference"]:
         ref = ", ".join(f"{k.upper()} {_fmt(k, v)}" for k, v in result["hr_reference"].items())
         lines.append(f"HR images (reference): {ref}.")
     for k, why in result["unavailable"].items():
         lines.append(f"- {LABELS[k].split()[0]} unavailable: {why}")
+    for why in result["skipped"].values():
+        lines.append(f"- skipped: {why}")
     for note in result["notes"]:
         lines.append(f"- note: {note}")
     if not pretrained:
@@ -358,9 +414,11 @@ def _write_set(set_name, result, out_dir: Path, mean_spectra, crop_panels, pretr
     path = out_dir / "metrics.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["method", *result["metrics"]])
+        w.writerow(["method", "images", *result["metrics"], *(f"n_{k}" for k in result["metrics"])])
         for m, row in result["rows"].items():
-            w.writerow([m, *("" if row[k] is None else repr(row[k]) for k in result["metrics"])])
+            n = result["counts"][m]
+            w.writerow([m, n["images"], *("" if row[k] is None else repr(row[k]) for k in result["metrics"]),
+                        *(n[k] for k in result["metrics"])])
     files["csv"] = str(path)
     if mean_spectra is not None:
         files["spectrum"] = str(_plot_spectra(set_name, mean_spectra, out_dir / "spectrum.png"))
@@ -523,4 +581,9 @@ def run(args) -> int:
                           save_images=args.save_images, progress=not args.no_progress)
     print(result["markdown"])
     print(f"written to {Path(args.out).resolve()}")
-    return 0
+    skipped = [why for res in result["datasets"].values() for why in res["skipped"].values()]
+    for why in skipped:  # as `gansr upscale`: each unusable image on stderr, exit status 1
+        print(f"gansr eval: skipped {why}", file=sys.stderr)
+    if skipped:
+        print(f"gansr eval: {len(skipped)} image(s) skipped (see above); the tables use the others", file=sys.stderr)
+    return 1 if skipped else 0

@@ -127,7 +127,7 @@ def test_bad_inputs(tmp_path, hr_dir):
     (root / "LR").mkdir()
     Image.fromarray(_hr_images()["cup"]).save(root / "HR" / "cup.png")
     Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(root / "LR" / "cup.png")
-    with pytest.raises(ValueError, match="not a x4 pair"):
+    with pytest.raises(ValueError, match="not a x4 pair"), pytest.warns(UserWarning, match="not a x4 pair"):
         evaluate({}, {"bad": root}, tmp_path / "o", metrics=("psnr",), progress=False)
     (root / "LR" / "cup.png").rename(root / "LR" / "other.png")
     with pytest.raises(ValueError, match="no LR image"):
@@ -144,6 +144,48 @@ def test_bad_inputs(tmp_path, hr_dir):
     with pytest.raises(ValueError, match="NAME:X,Y,SIZE"):
         parse_crop("cat:1,2")
     assert parse_crop("a:b:1,2,30").image == "a:b"
+
+
+def test_unusable_images_are_skipped_reported_and_counted(hr_dir, tmp_path, capsys):
+    from gansr_ext.cli import main
+    from gansr_ext.data.datasets import UnreadableImageWarning
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("astro", "cup"):  # cup (48x52) is usable but too small for NIQE after the border shave
+        (folder / f"{name}.png").write_bytes((hr_dir / f"{name}.png").read_bytes())
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    Image.fromarray(np.full((3, 3, 3), 90, np.uint8)).save(folder / "tiny.png")  # smaller than the scale
+    kw = dict(metrics=("psnr", "niqe", "spectral"), device="cpu", progress=False)
+    with pytest.warns(UnreadableImageWarning) as caught:
+        res = evaluate({}, {"mixed": folder}, tmp_path / "out", **kw)["datasets"]["mixed"]
+    assert any("corrupt.png" in str(w.message) for w in caught) and any("tiny.png" in str(w.message) for w in caught)
+    assert res["n_images"] == 2 and res["n_found"] == 4 and sorted(res["skipped"]) == ["corrupt", "tiny"]
+    assert "corrupt.png" in res["skipped"]["corrupt"] and "smaller than the scale" in res["skipped"]["tiny"]
+    # the values are those of the usable images alone
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    for name in ("astro", "cup"):
+        (clean / f"{name}.png").write_bytes((folder / f"{name}.png").read_bytes())
+    assert res["rows"] == evaluate({}, {"clean": clean}, tmp_path / "out2", **kw)["datasets"]["clean"]["rows"]
+    assert res["counts"]["Bicubic"] == {"images": 2, "psnr": 2, "niqe": 1, "spectral": 2}
+    md = (tmp_path / "out" / "mixed" / "metrics.md").read_text()
+    assert "2 of 4 images, 2 skipped" in md and "| Method | Images |" in md
+    assert "| Bicubic | 2 | " in md and "(n=1)" in md  # NIQE used one image of the row's two
+    assert "- skipped: cannot read image" in md and "tiny.png: make_lr" in md
+    with open(tmp_path / "out" / "mixed" / "metrics.csv") as f:
+        row = next(csv.DictReader(f))
+    assert row["images"] == "2" and row["n_niqe"] == "1"
+    rc = main(["eval", "--data", str(folder), "--out", str(tmp_path / "cli"), "--metrics", "psnr", "--device", "cpu",
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "gansr eval: skipped cannot read image" in err and "tiny.png" in err
+    assert (tmp_path / "cli" / "results.md").exists()
+    tiny_only = tmp_path / "tiny_only"
+    tiny_only.mkdir()
+    (tiny_only / "tiny.png").write_bytes((folder / "tiny.png").read_bytes())
+    with pytest.raises(ValueError, match="none of the 1 image"), pytest.warns(UnreadableImageWarning):
+        evaluate({}, {"t": tiny_only}, tmp_path / "out3", **kw)
 
 
 def test_cli(hr_dir, tmp_path, capsys):

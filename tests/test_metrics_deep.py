@@ -56,6 +56,10 @@ def test_lpips_missing_weights_and_errors(empty_hub, lpips_rand):
         LPIPSMetric(net="resnet", pretrained=False)
     with pytest.raises(ValueError, match="same shape"):
         lpips_rand(torch.rand(3, 32, 32), torch.rand(3, 32, 30))
+    # too small for AlexNet's deepest feature map: a clear error, not torch's max_pool2d failure
+    with pytest.raises(ValueError, match="at least 31x31 for the alex network, got 30x40"):
+        lpips_rand(torch.rand(3, 30, 40), torch.rand(3, 30, 40))
+    assert np.isfinite(lpips_rand(torch.rand(3, 31, 31), torch.rand(3, 31, 31)))
 
 
 def test_frechet_distance_diagonal_closed_form():

@@ -17,6 +17,10 @@ from ._image import pair
 __all__ = ["LPIPSMetric"]
 
 
+# smallest side whose deepest feature map is not empty (measured; a smaller image fails inside torch)
+MIN_SIZE = {"alex": 31, "vgg": 16, "squeeze": 17}
+
+
 class LPIPSMetric:
     """Callable `metric(sr, hr)` -> float (one image) or (N,) array (batch)."""
 
@@ -33,6 +37,9 @@ class LPIPSMetric:
         a, b, single = pair(sr, hr, "lpips")
         if a.shape[-1] != 3:
             raise ValueError(f"lpips: images must be RGB, got {a.shape[-1]} channel(s)")
+        if min(a.shape[1:3]) < MIN_SIZE[self.net_name]:
+            raise ValueError(f"lpips: images must be at least {MIN_SIZE[self.net_name]}x{MIN_SIZE[self.net_name]} "
+                             f"for the {self.net_name} network, got {a.shape[1]}x{a.shape[2]}")
         to_t = lambda x: torch.from_numpy(x / 255.0).permute(0, 3, 1, 2).float().to(self.device)  # noqa: E731
         d = self.model(to_t(a), to_t(b), normalize=True).flatten().cpu().numpy().astype(np.float64)
         return float(d[0]) if single else d
