@@ -42,7 +42,7 @@ def kernels():
 
 @pytest.fixture
 def k(kernels, request):
-    """The library of the test's op (its `op` marker-free name: the first parameter of `lib`)."""
+    """The compiled kernel file named by the test's `@lib(op)`, on the default schedule."""
     lib = kernels[request.param]
     lib.configure()
     yield lib

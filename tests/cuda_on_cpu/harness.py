@@ -101,7 +101,11 @@ def _compile(op: Op, source: Path) -> Path:
     runtime = _runtime_object()
     with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
         rewritten = Path(tmp) / (source.name + ".cpp")
-        subprocess.run([sys.executable, str(HERE / "rewrite_launches.py"), str(source), str(rewritten)], check=True)
+        # messages name the file relative to the repository (a copy outside it: by its name), so that a
+        # library cached by content never names a path of an earlier session
+        name = source.relative_to(REPO) if source.is_relative_to(REPO) else source.name
+        subprocess.run([sys.executable, str(HERE / "rewrite_launches.py"), str(source), str(rewritten), str(name)],
+                       check=True)
         unit = Path(tmp) / "unit.cpp"
         unit.write_text("".join(f'#include "{f}"\n' for f in [rewritten, *bindings]))
         out = Path(tmp) / lib.name

@@ -3,10 +3,10 @@
 declaration is followed (on its line) by `::cudasim::shared_region(&name, sizeof(name));`, which lets
 cudasim poison shared memory before every block; nothing else changes.
 
-Usage: python rewrite_launches.py IN.cu OUT.cpp
+Usage: python rewrite_launches.py IN.cu OUT.cpp [NAME]
 
-The output starts with `#line 1 "IN.cu"` and keeps every newline where it was, so compiler errors
-and cudasim's messages (__FILE__ / __LINE__) point at the .cu file's own lines.
+The output starts with `#line 1 "NAME"` (default IN.cu) and keeps every newline where it was, so
+compiler errors and cudasim's messages (__FILE__ / __LINE__) point at the .cu file's own lines.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def rewrite(text: str) -> str:
 
 def main(argv: list[str]) -> None:
     src, dst = Path(argv[1]), Path(argv[2])
-    dst.write_text(f'#line 1 "{src}"\n' + rewrite(src.read_text()))
+    name = argv[3] if len(argv) > 3 else str(src)
+    dst.write_text(f'#line 1 "{name}"\n' + rewrite(src.read_text()))
 
 
 if __name__ == "__main__":
