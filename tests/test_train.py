@@ -320,3 +320,55 @@ def test_item_seeding_leaves_the_cuda_generators_alone(monkeypatch):
     a, b = ds[(0, 1)], ds[(0, 1)]
     assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), before)
     assert calls == []
+
+
+@pytest.mark.parametrize("name,chance", [
+    ("ragan", np.log(2)), ("ragp", np.log(2)), ("rcgan", np.log(2)), ("rals", 1.0), ("rahinge", 1.0),
+    ("rcls", 1.0), ("rchinge", 1.0), ("vanilla", 2 * np.log(2)), ("r1", 2 * np.log(2)), ("lsgan", 0.5),
+    ("hinge", 2.0), ("wgan", 0.0), ("wgan-gp", 0.0)])
+def test_chance_value_of_each_discriminator_loss(name, chance):
+    """What a D that cannot tell real from fake scores (by hand: sigma(0) = 1/2 in -log terms, ls at 0 or
+    1/2, hinge's flat bottom, wgan's zero)."""
+    from gansr_ext.losses import make_gan_loss
+    from gansr_ext.train.guard import chance_d_loss
+
+    assert chance_d_loss(make_gan_loss(name)) == pytest.approx(chance, abs=1e-9)
+
+
+class _BlindD(torch.nn.Module):
+    """A discriminator that cannot learn: one learnable logit for every image (its input gradient is 0)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return self.c + 0.0 * x[:, :1, ::4, ::4]
+
+
+IDLE_OPTS = ["train.total_iters=12", "guard.idle_d_min_iters=5", "guard.idle_d_window=0.5", "checkpoint.every=0",
+             "losses.gan.type=ragan"]
+
+
+def test_a_discriminator_that_does_not_learn_is_reported_not_rolled_back(tmp_path):
+    tr = make(tiny_cfg(tmp_path, *IDLE_OPTS, stage="gan"), discriminator=_BlindD())
+    summary = tr.train()
+    assert summary["rollbacks"] == 0 and summary["iterations"] == 12
+    log = (tmp_path / "run" / "train.log").read_text()
+    # the window scales with the run: 0.5 * 12 = 6 iterations (more than the minimum 5)
+    assert "WARNING iter 6: the discriminator is not learning" in log and "chance value 0.6931" in log
+    assert "WARNING iter 5" not in log
+    assert any("not learning" in n for n in summary["notes"])
+    rows = read_csv(tmp_path / "run" / "train_log.csv")
+    assert [float(r["d_input_grad"]) for r in rows] == [0.0] * 12
+
+
+def test_a_learning_discriminator_is_not_reported_and_its_input_gradient_is_logged(tmp_path):
+    """D = a 1x1 convolution with weights w: each image's mean logit has the input gradient w_c / (H W)
+    at every pixel, whose norm is ||w|| / sqrt(H W) = ||w|| / 16 on 16x16 crops."""
+    D = torch.nn.Conv2d(3, 1, 1)
+    tr = make(tiny_cfg(tmp_path, *IDLE_OPTS, "optim.d.lr=1e-2", stage="gan"), discriminator=D)
+    tr.train()
+    assert "not learning" not in (tmp_path / "run" / "train.log").read_text()
+    last = read_csv(tmp_path / "run" / "train_log.csv")[-1]
+    assert float(last["d_input_grad"]) == pytest.approx(float(D.weight.detach().norm()) / 16, rel=1e-5)

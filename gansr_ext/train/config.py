@@ -83,6 +83,11 @@ DEFAULTS: dict[str, Any] = {
         "max_rollbacks": 5,
         "collapse_d_loss": 0.0,  # D loss below this ...
         "collapse_patience": 1000,  # ... for this many iterations in a row -> roll back (0.0 = off)
+        # a D that does not learn: D loss within idle_d_epsilon of its chance value (ln 2 for ragan) for
+        # idle_d_window of train.total_iters (at least idle_d_min_iters) in a row -> a warning (0 = off)
+        "idle_d_epsilon": 0.01,
+        "idle_d_window": 0.1,
+        "idle_d_min_iters": 100,
         "inject_nan_at": [],  # test hook: iterations whose G loss is made NaN (once each)
     },
     "dist": {"backend": "auto", "sync_bn": False},  # auto: nccl on CUDA, gloo on CPU
@@ -246,6 +251,8 @@ _RANGES = (
     (("checkpoint", "keep_last"), 1, None, "int"), (("guard", "max_nonfinite"), 1, None, "int"),
     (("guard", "lr_factor"), 0, 1, "positive"), (("guard", "max_rollbacks"), 0, None, "int"),
     (("guard", "collapse_d_loss"), 0, None, "number"), (("guard", "collapse_patience"), 1, None, "int"),
+    (("guard", "idle_d_epsilon"), 0, None, "number"), (("guard", "idle_d_window"), 0, 1, "number"),
+    (("guard", "idle_d_min_iters"), 1, None, "int"),
     (("seed",), 0, None, "int"),
 )
 

@@ -17,6 +17,8 @@ in a row, or a D loss below `guard.collapse_d_loss` for `guard.collapse_patience
 back to the newest checkpoint (one further back when the previous rollback led straight back into
 the divergence) and multiplies the learning rates by `guard.lr_factor`. Checkpoints are never written
 inside such a streak or with non-finite weights, and the last known-good one is kept out of pruning.
+A discriminator whose loss stays at its chance value (`guard.idle_d_*`) gets a warning in the log,
+and each log row holds `d_input_grad`, the input-gradient norm of D's mean logit on the fakes.
 
 Run folder: the trainer locks it (`runfolder.RunLock`) from construction to the end of `train()`.
 """
@@ -39,6 +41,7 @@ from .checkpointing import CheckpointManager, rng_state, seed_everything, set_rn
 from .config import ConfigError, dump_config
 from .runfolder import RunFolderError, RunFolderExists, RunLock, remove_orphan_temps
 from .ema import EMA
+from .guard import IdleDiscriminatorWatch, chance_d_loss, input_gradient_norm, window_for
 from .logging import RunLogger
 
 LOWER_IS_BETTER = {"lpips", "niqe", "brisque", "fid", "dists"}
@@ -145,6 +148,13 @@ class Trainer:
         self.gan_loss = self.losses.gan_loss
         if self.gan and self.gan_loss is None:
             raise ConfigError("stage 'gan' needs an adversarial loss term (losses.gan)")
+        self.idle_d = None
+        if self.gan:
+            g = cfg["guard"]
+            self.idle_d = IdleDiscriminatorWatch(
+                chance_d_loss(self.gan_loss), g["idle_d_epsilon"],
+                window_for(tcfg["total_iters"], g["idle_d_window"], g["idle_d_min_iters"]))
+        self._last_fake = None  # the last SR batch, for the D input-gradient probe at log time
         if self.sync_bn and getattr(self.gan_loss, "needs_penalty", False):
             raise ConfigError("dist.sync_bn=true cannot be combined with a gradient-penalty GAN loss "
                               f"({cfg['losses']['gan']['type']}): SyncBatchNorm's backward is not twice "
@@ -322,7 +332,8 @@ class Trainer:
 
         d_ok = True
         if g_ok and self.gan:
-            d_ok = self._d_step(hr, sr.detach(), stats)
+            self._last_fake = sr.detach()
+            d_ok = self._d_step(hr, self._last_fake, stats)
             stepped = stepped or d_ok
         if stepped:
             self.scaler.update()
@@ -384,6 +395,10 @@ class Trainer:
                 return True
             return False
         self._nonfinite_run = 0
+        if self.idle_d is not None and "d_loss" in stats:
+            warning = self.idle_d.update(stats["d_loss"], self.iteration)
+            if warning:
+                self._note(warning, log)
         if self.gan and g["collapse_d_loss"] > 0:
             low = dist_utils.all_true(stats.get("d_loss", 1.0) < g["collapse_d_loss"], self.device)
             self._collapse_run = self._collapse_run + 1 if low else 0
@@ -614,6 +629,8 @@ class Trainer:
                     row["lr_d"] = self.opt_d.param_groups[0]["lr"]
                 row["its_per_s"] = count / max(now - t_last, 1e-9)
                 row["skipped_total"] = self.skipped_total
+                if self.main and self._last_fake is not None:  # one extra D forward/backward per log row
+                    row["d_input_grad"] = input_gradient_norm(self.D, self._last_fake)
                 if self.device.type == "cuda":
                     row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                 log.scalars(it, row)
