@@ -3,7 +3,9 @@
 A test set folder holds either HR images (LR = MATLAB bicubic `imresize(modcrop(HR), 1/scale)`) or
 `HR/` (or `GT/`) and `LR/` (or `LRbicx<scale>/`, `LR_bicubic/X<scale>/`) subfolders, paired by file
 name (LR names may end in `x<scale>`). Rows: bicubic upsampling (always) and each model; columns:
-NIQE, FID, LPIPS, PSNR, SSIM, BRISQUE and spectral discrepancy (see `gansr_ext.metrics`). PSNR /
+NIQE, FID, LPIPS, PSNR, SSIM, BRISQUE and spectral discrepancy (see `gansr_ext.metrics`; its
+`spectral_kind` is "abs", "squared" or "durall", Durall et al.'s normalised 1-D spectra, on the scale
+of the discrepancies published with that paper; see `gansr_ext.metrics.spectrum`). PSNR /
 SSIM / NIQE use the Y channel with a `scale`-pixel border shave; SR outputs are rounded to 8-bit as
 if saved. Set-level metrics (FID, spectral discrepancy) compare each method's outputs with the HR
 set. Metrics that cannot run (missing pretrained weights, images too small) are reported as
@@ -32,11 +34,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gansr_ext.metrics.spectrum import KINDS as SPECTRAL_KINDS
+
 METRICS = ("niqe", "fid", "lpips", "psnr", "ssim", "brisque", "spectral")
 LABELS = {"niqe": "NIQE ↓", "fid": "FID ↓", "lpips": "LPIPS ↓", "psnr": "PSNR ↑", "ssim": "SSIM ↑",
           "brisque": "BRISQUE ↓", "spectral": "Spectral ↓"}
 FORMATS = {"niqe": "{:.3f}", "fid": "{:.2f}", "lpips": "{:.4f}", "psnr": "{:.2f}", "ssim": "{:.4f}",
-           "brisque": "{:.2f}", "spectral": "{:.4f}"}
+           "brisque": "{:.2f}", "spectral": "{:.4g}"}  # spectral: 0.6 (abs) .. 0.0003 (durall)
 PER_IMAGE = ("psnr", "ssim", "lpips", "niqe", "brisque")
 NO_REFERENCE = ("niqe", "brisque")
 BICUBIC = "Bicubic"
@@ -120,11 +124,15 @@ def load_pair(hr_path: Path, lr_path: Path | None, scale: int) -> tuple[np.ndarr
 class _Metrics:
     """Builds the requested metrics once; keeps why the unavailable ones are unavailable."""
 
-    def __init__(self, metrics, device, pretrained, fid_weights, lpips_weights, lpips_net, fid_dims):
+    def __init__(self, metrics, device, pretrained, fid_weights, lpips_weights, lpips_net, fid_dims,
+                 spectral_kind="abs"):
         self.names = tuple(metrics)
         self.pretrained = pretrained
+        self.spectral_kind = spectral_kind
         self.unavailable: dict[str, str] = {}
         self.notes: list[str] = []
+        if "spectral" in self.names:
+            self.notes.append(f"spectral discrepancy of kind {spectral_kind!r} (gansr_ext.metrics.spectrum)")
         self.lpips = self.fid = None
         if "lpips" in self.names:
             self.lpips = self._build("lpips", _make_lpips, lpips_net, pretrained, lpips_weights, device)
@@ -245,7 +253,7 @@ def _collect(set_name, pairs, upscalers, suite: _Metrics, scale, crops, out_dir,
 
     from gansr_ext.data import imresize
     from gansr_ext.data.io import write_image
-    from gansr_ext.metrics.spectrum import power_spectrum_1d
+    from gansr_ext.metrics.spectrum import spectrum_1d
 
     methods = ["HR", BICUBIC, *upscalers]
     c = _Collected({m: {} for m in methods}, {m: [] for m in methods}, {m: [] for m in methods}, [],
@@ -266,7 +274,10 @@ def _collect(set_name, pairs, upscalers, suite: _Metrics, scale, crops, out_dir,
             c.per_image[m][name] = suite.per_image(sr, hr, scale)
         for m, img in [("HR", hr), *outputs.items()]:
             if "spectral" in suite.names:
-                c.spectra[m].append(power_spectrum_1d(img))
+                try:
+                    c.spectra[m].append(spectrum_1d(img, suite.spectral_kind))
+                except ValueError as e:  # e.g. a flat image has no normalised (durall) curve
+                    c.notes.append(f"spectral: {m}/{name} left out: {e}")
             if suite.fid is not None:
                 c.fid_feats[m].append(suite.fid.features(img))
             if save_images and m != "HR":
@@ -296,8 +307,8 @@ def _counts(c: _Collected, rows: dict) -> dict:
                 n[metric] = 0
             elif metric in PER_IMAGE:
                 n[metric] = sum(metric in s and not isinstance(s[metric], Exception) for s in scores)
-            else:  # set-level (FID, spectral): every image of the row
-                n[metric] = n["images"]
+            else:  # set-level: the images whose spectra / features entered the set's statistics
+                n[metric] = len((c.spectra if metric == "spectral" else c.fid_feats)[m])
         counts[m] = n
     return counts
 
@@ -336,7 +347,7 @@ def _summarize(c: _Collected, methods, suite: _Metrics) -> tuple[dict, dict, dic
         mean_spectra = {m: np.mean([resample_spectrum(s, n_bins) for s in specs], axis=0)
                         for m, specs in c.spectra.items()}
         for m in methods:
-            rows[m]["spectral"] = discrepancy_of_spectra(mean_spectra["HR"], mean_spectra[m])
+            rows[m]["spectral"] = discrepancy_of_spectra(mean_spectra["HR"], mean_spectra[m], suite.spectral_kind)
     hr_reference = {k: _mean([scores[k] for scores in c.per_image["HR"].values()])
                     for k in NO_REFERENCE if k in suite.names and k not in unavailable}
     rows = {m: {k: (row.get(k) if k not in unavailable else None) for k in suite.names} for m, row in rows.items()}
@@ -356,7 +367,7 @@ def _evaluate_set(set_name, folder, upscalers, suite: _Metrics, scale, crops, ou
                           for img, scores in d.items()} for m, d in c.per_image.items()},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    result["files"] = _write_set(set_name, result, out_dir, mean_spectra, c.crop_panels, suite.pretrained)
+    result["files"] = _write_set(set_name, result, out_dir, mean_spectra, c.crop_panels, suite)
     return result
 
 
@@ -406,10 +417,10 @@ def markdown_table(set_name: str, result: dict, pretrained: bool = True) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _write_set(set_name, result, out_dir: Path, mean_spectra, crop_panels, pretrained) -> dict:
+def _write_set(set_name, result, out_dir: Path, mean_spectra, crop_panels, suite: _Metrics) -> dict:
     files = {}
     md = out_dir / "metrics.md"
-    md.write_text(markdown_table(set_name, result, pretrained))
+    md.write_text(markdown_table(set_name, result, suite.pretrained))
     files["markdown"] = str(md)
     path = out_dir / "metrics.csv"
     with open(path, "w", newline="") as f:
@@ -421,7 +432,7 @@ def _write_set(set_name, result, out_dir: Path, mean_spectra, crop_panels, pretr
                         *(n[k] for k in result["metrics"])])
     files["csv"] = str(path)
     if mean_spectra is not None:
-        files["spectrum"] = str(_plot_spectra(set_name, mean_spectra, out_dir / "spectrum.png"))
+        files["spectrum"] = str(_plot_spectra(set_name, mean_spectra, suite.spectral_kind, out_dir / "spectrum.png"))
     files["crops"] = [str(_plot_crops(set_name, name, box, panels, result, out_dir / f"crops_{_safe(name)}.png"))
                       for name, box, panels in crop_panels]
     path = out_dir / "metrics.json"
@@ -440,22 +451,30 @@ def _pyplot():
     return plt
 
 
-def _plot_spectra(set_name, mean_spectra: dict, path: Path) -> Path:
+def _plot_spectra(set_name, mean_spectra: dict, kind: str, path: Path) -> Path:
     plt = _pyplot()
     from gansr_ext.metrics.spectrum import EPS
 
     fig, (ax, ax_ratio) = plt.subplots(2, 1, figsize=(7, 7), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    freq = np.linspace(0, 0.5, len(mean_spectra["HR"]))
+    durall = kind == "durall"
+    hr = mean_spectra["HR"]
     for m, spec in mean_spectra.items():
         style = {"color": "black", "linewidth": 2} if m == "HR" else {"linestyle": "--"} if m == BICUBIC else {}
-        ax.semilogy(freq, spec + EPS, label=m, **style)
-        ax_ratio.plot(freq, np.log10(spec + EPS) - np.log10(mean_spectra["HR"] + EPS), label=m, **style)
-    ax.set_ylabel("mean power")
-    ax.set_title(f"{set_name}: azimuthally averaged power spectrum")
+        if durall:  # normalised curves over the rings, centre to corner
+            freq = np.linspace(0, 1, len(spec))
+            ax.plot(freq, spec, label=m, **style)
+            ax_ratio.plot(freq, spec - hr, label=m, **style)
+        else:
+            freq = np.linspace(0, 0.5, len(spec))
+            ax.semilogy(freq, spec + EPS, label=m, **style)
+            ax_ratio.plot(freq, np.log10(spec + EPS) - np.log10(hr + EPS), label=m, **style)
+    ax.set_ylabel("mean normalised 20 ln|F|" if durall else "mean power")
+    ax.set_title(f"{set_name}: azimuthally averaged " + ("log spectrum (Durall et al.)" if durall else "power spectrum"))
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
-    ax_ratio.set_xlabel("spatial frequency (cycles / pixel)")
-    ax_ratio.set_ylabel("log10(P / P_HR)")
+    ax_ratio.set_xlabel("ring radius / largest ring (centre to corner)" if durall
+                        else "spatial frequency (cycles / pixel)")
+    ax_ratio.set_ylabel("a - a_HR" if durall else "log10(P / P_HR)")
     ax_ratio.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -484,13 +503,15 @@ def _plot_crops(set_name, name, box, panels, result, path: Path) -> Path:
 # --- public API -------------------------------------------------------------------------------------
 def evaluate(models: dict, datasets: dict, out_dir, scale: int = 4, device=None, metrics=METRICS,
              crops=None, pretrained: bool = True, fid_weights=None, lpips_weights=None, lpips_net: str = "alex",
-             tile=None, dtype="fp32", save_images: bool = False, progress: bool = True, fid_dims: int = 2048) -> dict:
+             tile=None, dtype="fp32", save_images: bool = False, progress: bool = True, fid_dims: int = 2048,
+             spectral_kind: str = "abs") -> dict:
     """Evaluate `models` (name -> nn.Module or checkpoint path) on `datasets` (name -> folder).
 
     Writes `<out_dir>/<set>/metrics.{md,csv,json}`, `spectrum.png`, `crops_<image>.png` (crops:
     list of `Crop` or 'name:x,y,size'; default a 128x128 centre crop of each set's first image) and
     `<out_dir>/results.{md,json}`. pretrained=False uses random FID / LPIPS networks (smoke tests);
-    fid_dims < 2048 (pytorch-fid's cheaper feature blocks) is for tests too.
+    fid_dims < 2048 (pytorch-fid's cheaper feature blocks) is for tests too. spectral_kind: "abs",
+    "squared" or "durall" (see `gansr_ext.metrics.spectrum`; durall is the scale of Durall et al.).
     Returns {"datasets": {set: {"rows": {method: {metric: value or None}}, "unavailable": {...},
     ...}}, "markdown": str, ...}.
     """
@@ -500,6 +521,8 @@ def evaluate(models: dict, datasets: dict, out_dir, scale: int = 4, device=None,
     bad = [m for m in metrics if m not in METRICS]
     if bad or not metrics:
         raise ValueError(f"evaluate: metrics must be a non-empty subset of {METRICS}, got {metrics}")
+    if spectral_kind not in SPECTRAL_KINDS:
+        raise ValueError(f"evaluate: spectral_kind must be one of {SPECTRAL_KINDS}, got {spectral_kind!r}")
     metrics = tuple(m for m in METRICS if m in metrics)  # column order
     if not isinstance(models, dict) or not isinstance(datasets, dict):
         raise TypeError("evaluate: models and datasets must be dicts (name -> model / folder)")
@@ -518,7 +541,7 @@ def evaluate(models: dict, datasets: dict, out_dir, scale: int = 4, device=None,
     for name, up in upscalers.items():
         if up.scale != scale:
             raise ValueError(f"evaluate: model {name!r} upscales x{up.scale}, but scale={scale}")
-    suite = _Metrics(metrics, device, pretrained, fid_weights, lpips_weights, lpips_net, fid_dims)
+    suite = _Metrics(metrics, device, pretrained, fid_weights, lpips_weights, lpips_net, fid_dims, spectral_kind)
     results = {}
     for set_name, folder in datasets.items():
         results[set_name] = _evaluate_set(set_name, folder, upscalers, suite, scale, crops,
@@ -526,7 +549,7 @@ def evaluate(models: dict, datasets: dict, out_dir, scale: int = 4, device=None,
     markdown = "\n".join(markdown_table(s, r, pretrained) for s, r in results.items())
     (out_dir / "results.md").write_text(markdown)
     summary = {"scale": scale, "device": str(device), "metrics": list(metrics), "pretrained": pretrained,
-               "fid_dims": fid_dims,
+               "fid_dims": fid_dims, "spectral_kind": spectral_kind,
                "models": list(models), "datasets": results}
     (out_dir / "results.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
     return {**summary, "markdown": markdown}
@@ -567,6 +590,9 @@ def add_arguments(parser) -> None:
                         help="FID / LPIPS with random networks (smoke tests only; numbers not comparable)")
     parser.add_argument("--tile", type=int, default=None, help="tile size in LR pixels for large images")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    parser.add_argument("--spectral-kind", default="abs", choices=SPECTRAL_KINDS,
+                        help="spectral discrepancy: abs / squared (log10 mean power) or durall (Durall et al. "
+                             "CVPR 2020: normalised 1-D log spectra, squared difference; the scale of their figures)")
     parser.add_argument("--save-images", action="store_true", help="also write the SR images as PNG")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -578,7 +604,8 @@ def run(args) -> int:
                           device=args.device, metrics=args.metrics, crops=args.crops,
                           pretrained=not args.random_weights, fid_weights=args.fid_weights,
                           lpips_weights=args.lpips_weights, lpips_net=args.lpips_net, tile=args.tile, dtype=args.dtype,
-                          save_images=args.save_images, progress=not args.no_progress)
+                          save_images=args.save_images, progress=not args.no_progress,
+                          spectral_kind=args.spectral_kind)
     print(result["markdown"])
     print(f"written to {Path(args.out).resolve()}")
     skipped = [why for res in result["datasets"].values() for why in res["skipped"].values()]

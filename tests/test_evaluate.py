@@ -91,6 +91,27 @@ def test_rows_match_direct_metric_computation(full_run):
     assert res["per_image"]["tiny"]["cat"]["psnr"] == pytest.approx(psnr(sr["cat"], hrs["cat"]), rel=1e-6)
 
 
+def test_spectral_kind_durall_matches_direct_computation(hr_dir, tmp_path, capsys):
+    from gansr_ext.cli import main
+    from gansr_ext.metrics import spectral_discrepancy
+
+    hrs = list(_hr_images().values())
+    bic = [imresize(make_lr(hr, 4), 4) for hr in hrs]
+    res = evaluate({}, {"mini": hr_dir}, tmp_path / "out", device="cpu", metrics=("spectral",), progress=False,
+                   spectral_kind="durall")
+    row = res["datasets"]["mini"]["rows"]["Bicubic"]
+    assert row["spectral"] == pytest.approx(spectral_discrepancy(hrs, bic, kind="durall"), rel=1e-12)
+    assert row["spectral"] != pytest.approx(spectral_discrepancy(hrs, bic, kind="abs"), rel=1e-3)
+    assert res["spectral_kind"] == "durall" and "kind 'durall'" in res["markdown"]
+    with pytest.raises(ValueError, match="spectral_kind"):
+        evaluate({}, {"mini": hr_dir}, tmp_path / "o2", metrics=("spectral",), spectral_kind="power")
+    assert main(["eval", "--data", str(hr_dir), "--out", str(tmp_path / "cli"), "--metrics", "spectral",
+                 "--spectral-kind", "durall", "--device", "cpu", "--no-progress"]) == 0
+    saved = json.loads((tmp_path / "cli" / "results.json").read_text())
+    assert saved["spectral_kind"] == "durall"
+    assert saved["datasets"][hr_dir.name]["rows"]["Bicubic"]["spectral"] == pytest.approx(row["spectral"], rel=1e-12)
+
+
 def test_missing_weights_reported_unavailable_rest_runs(hr_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_hub"))
     result = evaluate({}, {"mini": hr_dir}, tmp_path / "out", device="cpu", metrics=("fid", "lpips", "psnr"),
