@@ -367,3 +367,22 @@ def test_cuda_graph_capture_equals_eager():
     (ref_g,) = torch.autograd.grad(ref_loss, ref_sr)
     torch.testing.assert_close(out_loss, ref_loss)
     torch.testing.assert_close(out_g, ref_g)
+
+
+@requires_cuda
+def test_cuda_graph_capture_without_warm_up_is_a_clear_error():
+    # CPU sibling: tests/test_fft_plan_cache.py::test_capture_never_creates_a_plan. The shape is used by
+    # no other test, so no cuFFT plan exists for it yet.
+    warm = torch.randn(1, 1, 8, 8, device="cuda")
+    fft_loss(warm, warm, fused=True)  # registers the op outside the capture
+    sr, hr = _pair((1, 1, 24, 40), dtype=torch.float32, device="cuda", grad=False)
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="warm-up"):
+        with torch.cuda.graph(graph):
+            fft_loss(sr, hr, fused=True)
+    # eager use afterwards creates the plan, and a capture then succeeds
+    expected = fft_loss(sr, hr, fused=True)
+    with torch.cuda.graph(graph):
+        captured = fft_loss(sr, hr, fused=True)
+    graph.replay()
+    torch.testing.assert_close(captured, expected)

@@ -1,19 +1,21 @@
 // FFT loss on CUDA: cuFFT called directly (one batched R2C for sr and hr together, one C2R for the
-// gradients), plans cached per (device, type, H, W, batch), workspace from PyTorch's caching
-// allocator, everything on the current stream with no host synchronisation (CUDA-graph capturable
-// once the plan exists).
+// gradients), plans in a bounded LRU cache per (device, type, H, W, batch) (plan_cache.h; size from
+// GANSR_FFT_PLAN_CACHE_SIZE, default 64), workspace from PyTorch's caching allocator, everything on
+// the current stream with no host synchronisation (CUDA-graph capturable once an eager step has
+// created the plans).
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cufft.h>
 #include <torch/library.h>
 
-#include <map>
+#include <cstdlib>
 #include <mutex>
 #include <tuple>
 
 #include "../common.h"
 #include "fft_loss.h"
 #include "fft_loss_kernels.h"
+#include "plan_cache.h"
 
 namespace gansr {
 namespace {
@@ -50,22 +52,49 @@ struct Plan {
   size_t work_size = 0;
 };
 
-// Plans live for the process (cuFFT handles are cheap to keep, expensive to make). The mutex also
-// serialises SetStream/SetWorkArea/Exec on a shared handle.
-std::mutex g_plan_mutex;
-std::map<std::tuple<int, int, int64_t, int64_t, int64_t>, Plan> g_plans;
+using PlanKey = std::tuple<int, int, int64_t, int64_t, int64_t>;
 
-Plan& get_plan(int device, cufftType type, int64_t H, int64_t W, int64_t batch) {
-  auto key = std::make_tuple(device, (int)type, H, W, batch);
-  auto it = g_plans.find(key);
-  if (it != g_plans.end()) return it->second;
-  Plan plan;
-  GANSR_CUFFT_CHECK(cufftCreate(&plan.handle));
-  GANSR_CUFFT_CHECK(cufftSetAutoAllocation(plan.handle, 0));
-  long long n[2] = {H, W};
-  GANSR_CUFFT_CHECK(cufftMakePlanMany64(plan.handle, 2, n, nullptr, 1, 0, nullptr, 1, 0, type, batch,
-                                        &plan.work_size));
-  return g_plans.emplace(key, plan).first->second;
+void destroy_plan(Plan& plan) {
+  cufftDestroy(plan.handle);  // result ignored: this runs on eviction and error paths, which must not throw
+}
+
+using CufftPlanCache = PlanCache<PlanKey, Plan, void (*)(Plan&)>;
+
+// The mutex also serialises SetStream/SetWorkArea/Exec on a shared handle.
+std::mutex g_plan_mutex;
+
+CufftPlanCache& plan_cache() {
+  // Never destroyed: at process exit the CUDA context may already be gone, so cufftDestroy is not called.
+  static CufftPlanCache* cache =
+      new CufftPlanCache(plan_cache_size_from_env(std::getenv("GANSR_FFT_PLAN_CACHE_SIZE")), &destroy_plan);
+  return *cache;
+}
+
+bool is_capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  GANSR_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+
+Plan& get_plan(int device, cufftType type, int64_t H, int64_t W, int64_t batch, cudaStream_t stream) {
+  const bool capturing = is_capturing(stream);
+  Plan* plan = plan_cache().get(
+      std::make_tuple(device, (int)type, H, W, batch), capturing,
+      [] {
+        Plan p;
+        GANSR_CUFFT_CHECK(cufftCreate(&p.handle));
+        return p;
+      },
+      [&](Plan& p) {  // a throw here destroys p.handle (plan_cache.h)
+        GANSR_CUFFT_CHECK(cufftSetAutoAllocation(p.handle, 0));
+        long long n[2] = {H, W};
+        GANSR_CUFFT_CHECK(
+            cufftMakePlanMany64(p.handle, 2, n, nullptr, 1, 0, nullptr, 1, 0, type, batch, &p.work_size));
+      });
+  TORCH_CHECK(plan != nullptr, "fft_loss: no cuFFT plan for a ", H, "x", W, " batch of ", batch,
+              " exists, and creating one during CUDA graph capture would break the capture; run one eager "
+              "step with the same shapes (a warm-up) before capturing");
+  return *plan;
 }
 
 template <typename Fn>
@@ -73,7 +102,7 @@ void exec_plan(const at::Tensor& like, cufftType type, int64_t H, int64_t W, int
   const int device = like.get_device();
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device).stream();
   std::lock_guard<std::mutex> lock(g_plan_mutex);
-  Plan& plan = get_plan(device, type, H, W, batch);
+  Plan& plan = get_plan(device, type, H, W, batch, stream);
   at::Tensor work;
   if (plan.work_size > 0) {
     work = at::empty({(int64_t)plan.work_size}, like.options().dtype(at::kByte));
