@@ -28,7 +28,8 @@ def train_cli(capsys, *argv) -> tuple[int, str]:
     """`gansr train ARGV`: its return code and, when it failed, its one-line error."""
     capsys.readouterr()
     rc = main(["train", *argv])
-    err = capsys.readouterr().err.strip()
+    # the run's own log lines ("[HH:MM:SS] ...") aside
+    err = "\n".join(line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("["))
     if rc:
         assert "Traceback" not in err and len(err.splitlines()) == 1, err
     return rc, err
@@ -125,7 +126,8 @@ def test_repeated_rollbacks_step_back_to_the_kept_known_good_checkpoint(tmp_path
     log = (tmp_path / "run" / "train.log").read_text()
     assert "iter 6: checkpoint postponed: inside a streak (2 non-finite losses" in log
     assert "ROLLBACK #1 at iter 7: 3 non-finite losses in a row; restored iter_00000004.pt (iter 4)" in log
-    assert "ROLLBACK #2 at iter 7: 3 non-finite losses in a row; restored iter_00000002.pt (iter 2)" in log
+    assert ("ROLLBACK #2 at iter 7: 3 non-finite losses in a row; restored iter_00000002.pt (iter 2); learning "
+            "rates x0.5 -> G 0.0001; deleted the abandoned iter_00000004.pt") in log
 
 
 def test_the_last_known_good_checkpoint_is_kept_out_of_pruning(tmp_path):
@@ -232,3 +234,9 @@ def test_resuming_a_gan_run_does_not_need_the_stage1_generator(tmp_path):
     g1.unlink()
     tr = make(tiny_cfg(tmp_path, *opts, stage="gan"), resume=True)
     assert tr.iteration == 2 and tr.train()["iterations"] == 3
+
+
+def test_a_run_the_guard_gives_up_on_ends_with_one_line_and_exit_1(tmp_path, capsys):
+    rc, err = train_cli(capsys, "esrgan_psnr", *TINY, f"output_dir={tmp_path}", "name=run", "train.total_iters=3",
+                        "guard.inject_nan_at=[2]", "guard.max_nonfinite=1", "guard.max_rollbacks=0")
+    assert rc == 1 and "training diverged: 1 non-finite losses in a row" in err

@@ -27,6 +27,7 @@ def run(args) -> int:
     from .builders import DataError
     from .checkpointing import CheckpointError
     from .config import ConfigError, list_recipes, load_config, load_run_config
+    from .guard import TrainingDiverged
     from .runfolder import RunFolderError
 
     if args.list:
@@ -61,4 +62,7 @@ def run(args) -> int:
     except (ConfigError, DataError, RunFolderError, CheckpointError) as e:  # the user's to fix: one line
         print(f"gansr train: {e}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:  # the log has the story
+        print(f"gansr train: {e}", file=sys.stderr)
+        return 1
     return 0

@@ -14,6 +14,10 @@ import math
 
 import torch
 
+class TrainingDiverged(RuntimeError):
+    """The divergence guard gave up: rollbacks exhausted, or nothing left to roll back to."""
+
+
 # the constant logits searched for the minimum (step 0.01: holds 0 and 1/2, where the standard losses' minima lie)
 _LEVELS = torch.linspace(-4.0, 4.0, 801, dtype=torch.float64)
 

@@ -36,12 +36,12 @@ from torch import nn
 
 from . import distributed as dist_utils
 from .builders import (EpochSeededDataset, build_dataset, build_discriminator, build_generator,
-                       build_generator_losses, build_optimizer, build_scheduler, check_data)
-from .checkpointing import CheckpointManager, rng_state, seed_everything, set_rng_state
+                       build_generator_losses, build_optimizer, build_scheduler, check_data, DataError)
+from .checkpointing import CheckpointError, CheckpointManager, rng_state, seed_everything, set_rng_state
 from .config import ConfigError, dump_config
 from .runfolder import RunFolderError, RunFolderExists, RunLock, remove_orphan_temps
 from .ema import EMA
-from .guard import IdleDiscriminatorWatch, chance_d_loss, input_gradient_norm, window_for
+from .guard import IdleDiscriminatorWatch, TrainingDiverged, chance_d_loss, input_gradient_norm, window_for
 from .logging import RunLogger
 
 LOWER_IS_BETTER = {"lpips", "niqe", "brisque", "fid", "dists"}
@@ -51,7 +51,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config device 'cuda' asked for, but no CUDA GPU is available")
+        raise ConfigError("config device 'cuda' asked for, but no CUDA GPU is available")
     return dist_utils.local_device(name)
 
 
@@ -63,7 +63,7 @@ def resolve_fused(mode: str, device: torch.device) -> bool:
         return False
     available = fused_available(device)
     if mode == "on" and not available:
-        raise RuntimeError(f"train.fused=on but the compiled gansr ops are not available for {device.type} "
+        raise ConfigError(f"train.fused=on but the compiled gansr ops are not available for {device.type} "
                            "(run `make build`, or set train.fused=auto/off)")
     return available
 
@@ -196,7 +196,7 @@ class Trainer:
         if resume:
             path = self.ckpt.latest() if resume is True else Path(resume)
             if path is None:
-                raise FileNotFoundError(f"--resume: no checkpoint in {self.ckpt.folder}")
+                raise CheckpointError(f"--resume: no checkpoint in {self.ckpt.folder}")
             self.load_state(CheckpointManager.load(path))
             self._last_saved, self._clean_since_save = self.iteration, True
             self.resumed_from = path
@@ -265,7 +265,7 @@ class Trainer:
         self.sampler = dist_utils.ResumableSampler(n, seed=self.cfg["seed"])
         self.batches_per_epoch = self.sampler.per_rank // bs
         if self.batches_per_epoch < 1:
-            raise ValueError(f"training set has {n} images ({self.sampler.per_rank} per process), fewer than "
+            raise DataError(f"training set has {n} images ({self.sampler.per_rank} per process), fewer than "
                              f"data.batch_size={bs}")
         self._loader_epoch = None
         self._loader_iter = None
@@ -417,7 +417,7 @@ class Trainer:
             files = [(it, p) for it, p in files if it < self._restored]
         if not files:
             again = f" again after restoring iter {self._restored}," if self._restored is not None else ""
-            raise RuntimeError(f"training diverged ({reason}){again} and there is no older checkpoint to roll "
+            raise TrainingDiverged(f"training diverged ({reason}){again} and there is no older checkpoint to roll "
                                "back to")
         return files[-1][1]
 
@@ -426,15 +426,14 @@ class Trainer:
         (the abandoned timeline), and scale every learning rate by guard.lr_factor."""
         g = self.cfg["guard"]
         if self.rollbacks >= g["max_rollbacks"]:
-            raise RuntimeError(f"training diverged: {reason}, and {self.rollbacks} rollbacks "
+            raise TrainingDiverged(f"training diverged: {reason}, and {self.rollbacks} rollbacks "
                                f"(guard.max_rollbacks) did not help")
         path = self._rollback_target(reason)
         from_iter = self.iteration
         self.load_state(CheckpointManager.load(path), counters=False)
         self._restored = self._last_saved = self.iteration
         self._clean_since_save, self._ckpt_due = True, False
-        if self.main:
-            self.ckpt.discard_after(self.iteration)
+        dropped = self.ckpt.discard_after(self.iteration) if self.main else []
         dist_utils.barrier()
         factor = g["lr_factor"]
         for opt, sched in ((self.opt_g, self.sched_g), (self.opt_d, self.sched_d)):
@@ -451,7 +450,8 @@ class Trainer:
         self._nonfinite_run = self._collapse_run = 0
         lrs = ", ".join(f"{n} {o.param_groups[0]['lr']:.3g}" for n, o in (("G", self.opt_g), ("D", self.opt_d)) if o)
         log.info(f"ROLLBACK #{self.rollbacks} at iter {from_iter}: {reason}; restored {path.name} "
-                 f"(iter {self.iteration}); learning rates x{factor} -> {lrs}")
+                 f"(iter {self.iteration}); learning rates x{factor} -> {lrs}"
+                 + (f"; deleted the abandoned {', '.join(p.name for p in dropped)}" if dropped else ""))
         log.reset_progress(self.iteration)
 
     # ------------------------------------------------------------------ state
@@ -481,7 +481,7 @@ class Trainer:
                                      updates=state["iteration"] if updates is None else updates)
         if self.D is not None:
             if state["D"] is None:
-                raise ValueError("checkpoint has no discriminator (a PSNR-stage checkpoint): start the GAN stage "
+                raise CheckpointError("checkpoint has no discriminator (a PSNR-stage checkpoint): start the GAN stage "
                                  "with model.pretrained_g=<checkpoint> instead of resuming")
             self.D.load_state_dict(state["D"])
             self.opt_d.load_state_dict(state["opt_d"])
