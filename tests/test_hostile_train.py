@@ -64,6 +64,8 @@ def test_a_planted_checkpoint_runs_nothing_on_resume(tmp_path, capsys):
     with pytest.raises(CheckpointError, match="was not loaded"):
         CheckpointManager.load(run / "checkpoints" / "iter_99999999.pt")
     assert not marker.exists()
+    (run / "checkpoints" / "iter_99999999.pt").unlink()  # once removed, the run resumes
+    assert train_cli(capsys, "--resume", str(run), "train.total_iters=3")[0] == 0
 
 
 def test_checkpoints_load_safely_and_old_ones_still_load(tmp_path):
@@ -156,10 +158,11 @@ def test_a_second_training_into_a_locked_folder_fails_and_the_first_is_unharmed(
 def test_the_lock_of_a_killed_run_does_not_block_a_resume(tmp_path, capsys):
     run = tmp_path / "run"
     make(tiny_cfg(tmp_path, "train.total_iters=2", "checkpoint.every=0")).train()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
-         "fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); os.write(fd, b'4242'); print('locked', flush=True); time.sleep(60)",
-         str(run / ".lock")], stdout=subprocess.PIPE, text=True)
+    # a training process as the OS sees it: it holds the lock (its pid in the file) until it is killed
+    hold = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); os.write(fd, b'4242'); "
+            "print('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run / ".lock")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         rc, err = train_cli(capsys, "--resume", str(run), "train.total_iters=3")

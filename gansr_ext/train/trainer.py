@@ -35,14 +35,14 @@ import torch
 from torch import nn
 
 from . import distributed as dist_utils
-from .builders import (EpochSeededDataset, build_dataset, build_discriminator, build_generator,
-                       build_generator_losses, build_optimizer, build_scheduler, check_data, DataError)
+from .builders import (DataError, EpochSeededDataset, build_dataset, build_discriminator, build_generator,
+                       build_generator_losses, build_optimizer, build_scheduler, check_data)
 from .checkpointing import CheckpointError, CheckpointManager, rng_state, seed_everything, set_rng_state
 from .config import ConfigError, dump_config
-from .runfolder import RunFolderError, RunFolderExists, RunLock, remove_orphan_temps
 from .ema import EMA
 from .guard import IdleDiscriminatorWatch, TrainingDiverged, chance_d_loss, input_gradient_norm, window_for
 from .logging import RunLogger
+from .runfolder import RunFolderError, RunFolderExists, RunLock, remove_orphan_temps
 
 LOWER_IS_BETTER = {"lpips", "niqe", "brisque", "fid", "dists"}
 
@@ -64,7 +64,7 @@ def resolve_fused(mode: str, device: torch.device) -> bool:
     available = fused_available(device)
     if mode == "on" and not available:
         raise ConfigError(f"train.fused=on but the compiled gansr ops are not available for {device.type} "
-                           "(run `make build`, or set train.fused=auto/off)")
+                          "(run `make build`, or set train.fused=auto/off)")
     return available
 
 
@@ -193,15 +193,21 @@ class Trainer:
         self._ckpt_due = False  # a checkpoint was due inside a streak and is written at the next healthy one
         self.last_val: dict = {}
         self._open_run_folder(resume)
+        self.resumed_from = None
         if resume:
-            path = self.ckpt.latest() if resume is True else Path(resume)
-            if path is None:
-                raise CheckpointError(f"--resume: no checkpoint in {self.ckpt.folder}")
-            self.load_state(CheckpointManager.load(path))
-            self._last_saved, self._clean_since_save = self.iteration, True
-            self.resumed_from = path
-        else:
-            self.resumed_from = None
+            try:
+                self._resume(resume)
+            except BaseException:
+                self.close()  # a failed resume leaves the folder free
+                raise
+
+    def _resume(self, resume) -> None:
+        path = self.ckpt.latest() if resume is True else Path(resume)
+        if path is None:
+            raise CheckpointError(f"--resume: no checkpoint in {self.ckpt.folder}")
+        self.load_state(CheckpointManager.load(path))
+        self._last_saved, self._clean_since_save = self.iteration, True
+        self.resumed_from = path
 
     # ------------------------------------------------------------------ run folder
 
@@ -266,7 +272,7 @@ class Trainer:
         self.batches_per_epoch = self.sampler.per_rank // bs
         if self.batches_per_epoch < 1:
             raise DataError(f"training set has {n} images ({self.sampler.per_rank} per process), fewer than "
-                             f"data.batch_size={bs}")
+                            f"data.batch_size={bs}")
         self._loader_epoch = None
         self._loader_iter = None
 
@@ -417,8 +423,8 @@ class Trainer:
             files = [(it, p) for it, p in files if it < self._restored]
         if not files:
             again = f" again after restoring iter {self._restored}," if self._restored is not None else ""
-            raise TrainingDiverged(f"training diverged ({reason}){again} and there is no older checkpoint to roll "
-                               "back to")
+            raise TrainingDiverged(f"training diverged ({reason}){again} and there is no older checkpoint to "
+                                   "roll back to")
         return files[-1][1]
 
     def rollback(self, reason: str, log: RunLogger) -> None:
@@ -427,7 +433,7 @@ class Trainer:
         g = self.cfg["guard"]
         if self.rollbacks >= g["max_rollbacks"]:
             raise TrainingDiverged(f"training diverged: {reason}, and {self.rollbacks} rollbacks "
-                               f"(guard.max_rollbacks) did not help")
+                                   "(guard.max_rollbacks) did not help")
         path = self._rollback_target(reason)
         from_iter = self.iteration
         self.load_state(CheckpointManager.load(path), counters=False)
@@ -481,8 +487,8 @@ class Trainer:
                                      updates=state["iteration"] if updates is None else updates)
         if self.D is not None:
             if state["D"] is None:
-                raise CheckpointError("checkpoint has no discriminator (a PSNR-stage checkpoint): start the GAN stage "
-                                 "with model.pretrained_g=<checkpoint> instead of resuming")
+                raise CheckpointError("checkpoint has no discriminator (a PSNR-stage checkpoint): start the GAN "
+                                      "stage with model.pretrained_g=<checkpoint> instead of resuming")
             self.D.load_state_dict(state["D"])
             self.opt_d.load_state_dict(state["opt_d"])
             self.sched_d.load_state_dict(state["sched_d"])
@@ -516,8 +522,8 @@ class Trainer:
         if self._nonfinite_run or self._collapse_run:
             return (f"inside a streak ({self._nonfinite_run} non-finite losses, {self._collapse_run} collapse "
                     "iterations in a row)")
-        models = [("G", _unwrap(self.G))] + ([("D", self.D)] if self.D is not None else [])
-        finite = all(bool(torch.isfinite(p).all()) for _, m in models for p in m.parameters())
+        models = [_unwrap(self.G)] + ([self.D] if self.D is not None else [])
+        finite = all(bool(torch.isfinite(p).all()) for m in models for p in m.parameters())
         if not dist_utils.all_true(finite, self.device):
             return "the weights hold non-finite values"
         return None
