@@ -81,3 +81,21 @@ def test_changing_a_type_drops_the_old_types_args(tmp_path):
     (tmp_path / "c.yaml").write_text("base: freq_fft_0.3\nlosses:\n  frequency: {type: focal_frequency}\n")
     assert load_config(tmp_path / "c.yaml")["losses"]["frequency"]["args"] == {}
     assert load_config("freq_fft_0.3", ["losses.frequency.type=fft"])["losses"]["frequency"]["args"]["p"] == 2
+
+
+@pytest.mark.parametrize("override,key", [
+    ("guard.lr_factor=2", "guard.lr_factor"), ("guard.lr_factor=x", "guard.lr_factor"),
+    ("checkpoint.keep_last=0", "checkpoint.keep_last"), ("optim.d.lr=0", "optim.d.lr"),
+    ("optim.g.betas=[0.9]", "optim.g.betas"), ("train.grad_clip=-1", "train.grad_clip"),
+    ("guard.max_nonfinite=0", "guard.max_nonfinite"), ("scheduler.milestones=5", "scheduler.milestones")])
+def test_values_that_failed_only_mid_run_are_refused_at_load(override, key):
+    # (lr_factor at the first rollback, keep_last at the first checkpoint, lr when the optimizer is built)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_invalid_yaml_is_a_config_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {total_iters: 3\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
