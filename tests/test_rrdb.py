@@ -133,6 +133,8 @@ def test_opcheck():
     _, *bufs = torch.ops.gansr.rrdb_fwd(x.detach(), [p.detach() for p in params])
     torch.library.opcheck(torch.ops.gansr.rrdb_bwd.default,
                           (torch.randn(2, 8, 5, 4), *bufs, [p.detach() for p in params]))
+    torch.library.opcheck(torch.ops.gansr.rrdb_bwd.default,
+                          (torch.randn(2, 8, 5, 4), *bufs, [p.detach() for p in params], False))
     # channels_last weights (a model moved to channels_last) get channels_last weight gradients
     cl = [p.detach().contiguous(memory_format=torch.channels_last) if p.dim() == 4 else p.detach() for p in params]
     torch.library.opcheck(torch.ops.gansr.rrdb_bwd.default, (torch.randn(2, 8, 5, 4), *bufs, cl))
@@ -246,6 +248,205 @@ def test_cuda_glue_emulated_on_cpu_in_bf16_is_as_accurate_as_the_twin():
     assert sum(glue) / len(glue) <= 1.5 * sum(twin) / len(twin) + 0.02, (glue, twin)
 
 
+def _profile(fn):
+    """fn()'s result and its profiler events (CPU, with input shapes)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        out = fn()
+    return out, prof.events()
+
+
+def _copies(events):
+    """The aten::copy_ calls of `events` as {(what, made_by): count}: what is 'weight' for (O, I, 3, 3)
+    tensors and 'activation' for other 4-D ones; made_by 'conv' when inside an ATen convolution op
+    (forward or backward), else 'glue' (the op's own code)."""
+    counts = {}
+    for e in events:
+        if e.name != "aten::copy_" or not e.input_shapes or len(e.input_shapes[0]) != 4:
+            continue
+        what = "weight" if e.input_shapes[0][2:] == [3, 3] else "activation"
+        made_by = "conv" if _inside_op(e, "aten::convolution") else "glue"
+        counts[what, made_by] = counts.get((what, made_by), 0) + 1
+    return counts
+
+
+def _inside_op(event, prefix="gansr::"):
+    p = event.cpu_parent
+    while p is not None:
+        if p.name.startswith(prefix):
+            return True
+        p = p.cpu_parent
+    return False
+
+
+def _sliced_case(nf=16, gc=8, shape=(2, 5, 6), weights=torch.channels_last, dtype=torch.float64):
+    torch.manual_seed(13)
+    n, h, w = shape  # h, w != 3: activations and weights are told apart by shape
+    params = [p.detach().to(dtype) for p in make_params(nf, gc, scale=0.1)]
+    params = [p.contiguous(memory_format=weights) if p.dim() == 4 else p for p in params]
+    x = torch.randn(n, nf, h, w, dtype=dtype)
+    g = torch.randn(n, nf, h, w, dtype=dtype).contiguous(memory_format=torch.channels_last)  # as autograd passes it
+    return x, params, g
+
+
+def test_cuda_glue_keeps_channels_last_weights():
+    """A channels_last model's weights reach the convolutions as they are: no weight copy anywhere
+    in the CUDA path's glue, forward or backward (it used to copy each one to OIHW, and ATen back)."""
+    x, params, g = _sliced_case(weights=torch.channels_last)
+    (out, *bufs), fwd = _profile(lambda: torch.ops.gansr.rrdb_sliced_fwd(x, params))
+    (_, grad_w, _), bwd = _profile(lambda: torch.ops.gansr.rrdb_sliced_bwd(g, *bufs, params))
+    for name, events in (("forward", fwd), ("backward", bwd)):
+        weight_copies = {k: v for k, v in _copies(events).items() if k[0] == "weight"}
+        assert weight_copies == {}, (name, weight_copies)
+    assert all(gw.is_contiguous(memory_format=torch.channels_last) and not gw.is_contiguous() for gw in grad_w)
+    twin = _run_ops(torch.ops.gansr.rrdb_fwd, torch.ops.gansr.rrdb_bwd, x, params, g)
+    glue = _run_ops(torch.ops.gansr.rrdb_sliced_fwd, torch.ops.gansr.rrdb_sliced_bwd, x, params, g)
+    for a, b in zip(glue, twin):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+def test_cuda_glue_activation_copies_per_rrdb():
+    """Baseline the performance work drives to zero: ATen's convolution makes every strided
+    channel-prefix view contiguous before the GEMM (`input.contiguous()` in `_convolution` /
+    `convolution_backward`), one copy per conv 1..4 of each dense block: 12 per RRDB forward and 12
+    backward (conv5 reads its whole buffer: no copy). Counted on the CPU path of the same glue (ATen
+    CPU makes the same copies). Only the CUTLASS forward (GPU, opt-in) reads prefixes through their
+    pixel stride; avoiding the backward copies needs strided cuDNN descriptors, i.e. direct cuDNN
+    calls instead of ATen's."""
+    x, params, g = _sliced_case(weights=torch.channels_last)
+    (out, *bufs), fwd = _profile(lambda: torch.ops.gansr.rrdb_sliced_fwd(x, params))
+    _, bwd = _profile(lambda: torch.ops.gansr.rrdb_sliced_bwd(g, *bufs, params))
+    assert _copies(fwd).get(("activation", "conv"), 0) == 12, _copies(fwd)
+    assert _copies(bwd).get(("activation", "conv"), 0) == 12, _copies(bwd)
+    # the glue's own copies: x into the first buffer, nothing in backward
+    assert _copies(fwd).get(("activation", "glue"), 0) == 1 and _copies(bwd).get(("activation", "glue"), 0) == 0
+
+
+def _op_calls(fn, op):
+    """fn()'s result and the (args, kwargs) of every call of `op` it made (backward included)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    calls = []
+
+    class Log(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is op:
+                calls.append((args, kwargs or {}))
+            return func(*args, **(kwargs or {}))
+
+    with Log():
+        out = fn()
+    return out, calls
+
+
+@pytest.mark.parametrize("ops", ["twin", "cuda-glue"])
+def test_bwd_without_param_grads_computes_only_grad_x(ops, poison):
+    x, params, g = _sliced_case(weights=torch.contiguous_format)
+    fwd, bwd = ((torch.ops.gansr.rrdb_fwd, torch.ops.gansr.rrdb_bwd) if ops == "twin" else
+                (torch.ops.gansr.rrdb_sliced_fwd, torch.ops.gansr.rrdb_sliced_bwd))
+    _, *bufs = fwd(x, params)
+    gx_all, _, _ = bwd(g, *bufs, params)
+    gx, gw, gb = bwd(g, *bufs, params, False)
+    assert gw == [] and gb.numel() == 0
+    torch.testing.assert_close(gx, gx_all, atol=0, rtol=0)
+
+
+def test_frozen_params_skip_the_parameter_gradients():
+    """The autograd formula honours needs_input_grad: a frozen RRDB (only the input needs a gradient)
+    asks the op for no weight / bias gradients, and grad x is unchanged."""
+    torch.manual_seed(14)
+    params = [p.detach() for p in make_params(8, 4)]
+    x = torch.randn(2, 8, 4, 5, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 8, 4, 5, dtype=torch.float64)
+    (gx,), calls = _op_calls(lambda: torch.autograd.grad(R.rrdb(x, params, fused=True), x, g),
+                             torch.ops.gansr.rrdb_bwd.default)
+    assert len(calls) == 1 and calls[0][0][5:] == (False,), calls[0][0][5:]
+    (gx_ref,) = torch.autograd.grad(R.rrdb_reference(x, params), x, g)
+    torch.testing.assert_close(gx, gx_ref, atol=1e-12, rtol=1e-12)
+    # and with trainable parameters they are computed
+    trainable = [p.clone().requires_grad_() for p in params]
+    _, calls = _op_calls(lambda: torch.autograd.grad(R.rrdb(x, trainable, fused=True), [x, *trainable], g),
+                         torch.ops.gansr.rrdb_bwd.default)
+    assert calls[0][0][5:] in ((), (True,)), calls[0][0][5:]
+
+
+def test_double_backward_is_a_clear_error():
+    torch.manual_seed(15)
+    params = make_params(4, 2)
+    x = torch.randn(1, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"double backward.*fused=False"):
+        (gx,) = torch.autograd.grad(R.rrdb(x, params, fused=True).square().sum(), x, create_graph=True)
+        torch.autograd.grad(gx.sum(), params)
+    # first-order gradients without create_graph are unaffected
+    torch.autograd.grad(R.rrdb(x, params, fused=True).sum(), x)
+
+
+@pytest.fixture
+def deterministic():
+    prev, prev_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+
+
+def _bias_reductions(events):
+    return sum(e.name == "aten::sum" for e in events)
+
+
+def test_cuda_glue_bias_grads_without_atomics_when_deterministic(deterministic, poison):
+    """torch.use_deterministic_algorithms(True): each gather writes one partial row per CUDA block
+    (gather_grid_x(M) rows; here M = 60 pixels: 8 rows, the last one partly filled) and the glue sums
+    the rows (ATen, fixed order): 15 row sums per backward, one per bias gradient; the result equals
+    the CPU twin's. Without it, atomics and no sums (checked below)."""
+    x, params, g = _sliced_case(weights=torch.contiguous_format)
+    out, *bufs = torch.ops.gansr.rrdb_sliced_fwd(x, params)
+    (gx, gw, gb), events = _profile(lambda: torch.ops.gansr.rrdb_sliced_bwd(g, *bufs, params))
+    assert _bias_reductions(events) == 15
+    _, _, gb_twin = torch.ops.gansr.rrdb_bwd(g, *bufs, params)
+    torch.testing.assert_close(gb, gb_twin, atol=1e-12, rtol=1e-12)
+    torch.use_deterministic_algorithms(False)
+    (_, _, gb_atomic), events = _profile(lambda: torch.ops.gansr.rrdb_sliced_bwd(g, *bufs, params))
+    assert _bias_reductions(events) == 0
+    torch.testing.assert_close(gb_atomic, gb_twin, atol=1e-12, rtol=1e-12)
+
+
+def test_trunk_casts_all_parameters_at_once_under_autocast():
+    """Under autocast the fp32 parameters are cast to bf16 once per trunk forward (one cat + one cast,
+    one cast back in backward), not 30 casts per RRDB and pass: the count does not grow with nb."""
+    from gansr_ext.models.rrdbnet import RRDB
+
+    def param_casts(nb):
+        torch.manual_seed(16)
+        body = torch.nn.Sequential(*(RRDB(8, 4) for _ in range(nb))).to(memory_format=torch.channels_last)
+        feat = torch.randn(1, 8, 4, 5, requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _, events = _profile(lambda: R.rrdb_trunk(feat.bfloat16(), body).float().sum().backward())
+        assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in body.parameters())
+        # casts made by the wrapper (not by ATen inside the ops), other than of the (1, 8, 4, 5) activation
+        return sum(e.name == "aten::_to_copy" and e.input_shapes[0] != [1, 8, 4, 5] and not _inside_op(e)
+                   for e in events)
+
+    # before: 30 per RRDB forward + 30 backward (60, 180)
+    assert (param_casts(1), param_casts(3)) == (2, 2)
+
+
+def test_cast_params_keeps_values_layouts_and_grad_dtypes():
+    torch.manual_seed(17)
+    params = [p.detach().float() for p in make_params(8, 4)]
+    params = [(p.contiguous(memory_format=torch.channels_last) if i % 4 == 0 else p).requires_grad_()
+              for i, p in enumerate(params)]
+    (cast,) = R._cast_params([params], torch.bfloat16)
+    for p, c in zip(params, cast):
+        assert c.dtype == torch.bfloat16 and c.stride() == p.stride()
+        assert torch.equal(c, p.to(torch.bfloat16))
+    weights = [torch.randn(p.shape) for p in params]
+    grads = torch.autograd.grad(sum((c.float() * w).sum() for c, w in zip(cast, weights)), params)
+    for p, gr, w in zip(params, grads, weights):
+        assert gr.dtype == torch.float32
+        torch.testing.assert_close(gr, w.bfloat16().float(), atol=0, rtol=0)
+
+
 # ---------------------------------------------------------------- CUDA (each with a CPU sibling above)
 
 def _cuda_case(dtype, nf=32, gc=16, shape=(2, 9, 7)):
@@ -335,3 +536,16 @@ def test_cuda_cutlass_convs_match_the_cudnn_path(dtype, monkeypatch):
     for i, (a, b) in enumerate(zip(cutlass, cudnn)):
         scale = b.float().abs().max().item()
         torch.testing.assert_close(a.float(), b.float(), atol=0.02 * scale, rtol=0, msg=lambda m, i=i: f"output {i}: {m}")
+
+
+@requires_cuda
+def test_cuda_deterministic_bias_grads_are_bitwise_repeatable(deterministic):
+    # CPU sibling: test_cuda_glue_bias_grads_without_atomics_when_deterministic
+    x, params = _cuda_case(torch.float32, shape=(2, 64, 72))  # 9216 pixels: the gather grid is clamped (1024)
+    params = [p.detach() for p in params]
+    out, *bufs = torch.ops.gansr.rrdb_fwd(x, params)
+    g = torch.randn_like(out)
+    runs = [torch.ops.gansr.rrdb_bwd(g, *bufs, params)[2] for _ in range(3)]
+    assert all(torch.equal(r, runs[0]) for r in runs[1:])
+    torch.use_deterministic_algorithms(False)
+    torch.testing.assert_close(torch.ops.gansr.rrdb_bwd(g, *bufs, params)[2], runs[0], atol=1e-4, rtol=1e-4)

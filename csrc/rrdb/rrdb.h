@@ -12,14 +12,20 @@
 // Ops (schemas in rrdb_cpu.cpp):
 //   rrdb_fwd(x, params[30]) -> (out, buf1, buf2, buf3)
 //     params: rdb1.conv1.weight, rdb1.conv1.bias, ..., rdb3.conv5.weight, rdb3.conv5.bias (x's dtype)
-//   rrdb_bwd(grad_out, buf1, buf2, buf3, params[30]) -> (grad_x, grad_weights[15], grad_biases)
+//   rrdb_bwd(grad_out, buf1, buf2, buf3, params[30], need_param_grads=True)
+//       -> (grad_x, grad_weights[15], grad_biases)
 //     grad_biases: the 15 bias gradients concatenated in params order (one tensor: one fill / cast
 //     for all of them; the Python side splits it into views)
+//     need_param_grads=False (no parameter needs a gradient, e.g. a frozen generator): no weight
+//     gradient convolutions, no bias reductions; grad_weights is [] and grad_biases has 0 elements
+//   Bias gradients are deterministic when torch.use_deterministic_algorithms(True) is on (CUDA: a
+//   two-pass reduction instead of float atomics; the CPU op is deterministic anyway).
 // out, buf*, grad_x are channels_last; each weight gradient has its weight's layout (channels_last
 // when the weight is, e.g. after model.to(memory_format=torch.channels_last), else contiguous).
 #pragma once
 #include <ATen/ATen.h>
 
+#include <array>
 #include <vector>
 
 namespace gansr {
@@ -44,6 +50,9 @@ Dims check_bwd_inputs(const at::Tensor& grad_out, const at::Tensor& buf1, const 
 
 using BwdResult = std::tuple<at::Tensor, std::vector<at::Tensor>, at::Tensor>;
 
+// grad_biases of rrdb_bwd(..., need_param_grads=False)
+inline at::Tensor no_bias_grads(const at::TensorOptions& opts) { return at::empty({0}, opts); }
+
 inline const at::Tensor& weight(at::TensorList p, int block, int k) { return p[2 * (kConvs * block + k - 1)]; }
 inline const at::Tensor& bias(at::TensorList p, int block, int k) { return p[2 * (kConvs * block + k - 1) + 1]; }
 
@@ -61,9 +70,9 @@ at::Tensor new_nhwc(int64_t N, int64_t C, int64_t H, int64_t W, const at::Tensor
 
 // 3x3, stride 1, padding 1 convolution forward / backward through ATen (any device).
 at::Tensor conv3x3(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias);
+// mask: which of (grad_input, grad_weight, grad_bias) to compute; the others come back undefined
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv3x3_backward(const at::Tensor& grad_out, const at::Tensor& input,
-                                                                const at::Tensor& weight, bool need_input,
-                                                                bool need_bias);
+                                                                const at::Tensor& weight, std::array<bool, 3> mask);
 
 }  // namespace rrdb
 }  // namespace gansr

@@ -37,8 +37,19 @@ struct EpilogueArgs {
 // plus residual paths), so no separate add kernels ever run;
 //   out  = v * lrelu'(act)   (act = the slice's saved LeakyReLU output; no mask when act is null)
 //   out2 = s2 * out          (optional)
-//   bias_grad[c] += sum_m (out2 if given else out)[m, c]     (A-typed accumulator, zeroed by the caller)
+//   bias_grad[c] += sum_m (out2 if given else out)[m, c]     (A-typed accumulator, zeroed by the caller;
+//                                                           float atomics on CUDA: order not fixed)
+// Deterministic variant (torch.use_deterministic_algorithms): with bias_partial set, bias_grad is not
+// touched; row r < partial_rows = gather_grid_x(M) of bias_partial (A-typed, partial_rows x C) gets
+// the sum over the pixels m with (m / kGatherRowsPerStep) % partial_rows == r (what one CUDA block
+// along x handles), every element written; the caller reduces the rows in a fixed order.
 constexpr int kMaxSources = 8;
+constexpr int kGatherRowsPerStep = 8;     // pixels per grid-stride step of a gather block (its blockDim.y)
+constexpr int64_t kGatherMaxGridX = 1024;  // few blocks: the bias reduction stays cheap, enough to fill a GPU
+inline int64_t gather_grid_x(int64_t M) {
+  const int64_t gx = (M + kGatherRowsPerStep - 1) / kGatherRowsPerStep;
+  return gx < 1 ? 1 : (gx > kGatherMaxGridX ? kGatherMaxGridX : gx);
+}
 struct GatherArgs {
   const void* src[kMaxSources];
   int64_t src_stride[kMaxSources];
@@ -55,6 +66,8 @@ struct GatherArgs {
   void* bias_grad;
   int64_t M;
   int C;
+  void* bias_partial;    // deterministic two-pass bias gradient (see above); null: atomics into bias_grad
+  int64_t partial_rows;  // must equal gather_grid_x(M) when bias_partial is set
 };
 
 // 3x3 / stride 1 / padding 1 convolution with bias + LeakyReLU fused into its epilogue, reading an

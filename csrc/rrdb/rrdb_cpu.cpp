@@ -82,12 +82,11 @@ at::Tensor conv3x3(const at::Tensor& input, const at::Tensor& weight, const c10:
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> conv3x3_backward(const at::Tensor& grad_out, const at::Tensor& input,
-                                                                const at::Tensor& weight, bool need_input,
-                                                                bool need_bias) {
+                                                                const at::Tensor& weight, std::array<bool, 3> mask) {
   const std::vector<int64_t> bias_sizes{weight.size(0)};
   return at::convolution_backward(grad_out, input, weight,
-                                  need_bias ? at::OptionalIntArrayRef(bias_sizes) : at::OptionalIntArrayRef(),
-                                  {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1, {need_input, true, need_bias});
+                                  mask[2] ? at::OptionalIntArrayRef(bias_sizes) : at::OptionalIntArrayRef(),
+                                  {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1, mask);
 }
 
 namespace {
@@ -122,29 +121,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rrdb_fwd_cpu(const at
 }
 
 BwdResult rrdb_bwd_cpu(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
-                       const at::Tensor& buf3, at::TensorList params) {
+                       const at::Tensor& buf3, at::TensorList params, bool need_param_grads) {
   const Dims d = check_bwd_inputs(grad_out, buf1, buf2, buf3, params);
   const at::Tensor* bufs[kBlocks] = {&buf1, &buf2, &buf3};
-  std::vector<at::Tensor> grad_w(kBlocks * kConvs);
-  at::Tensor grad_b = new_output({kBlocks * (d.nf + 4 * d.gc)}, grad_out.options());
+  const std::array<bool, 3> mask{true, need_param_grads, need_param_grads};
+  std::vector<at::Tensor> grad_w(need_param_grads ? kBlocks * kConvs : 0);
+  at::Tensor grad_b = need_param_grads ? new_output({kBlocks * (d.nf + 4 * d.gc)}, grad_out.options())
+                                       : no_bias_grads(grad_out.options());
   at::Tensor gy = grad_out * kResScale;  // gradient of rdb3's output
   for (int b = kBlocks - 1; b >= 0; --b) {
     const at::Tensor& buf = *bufs[b];
     // one gradient buffer per block, laid out like the activation buffer
     at::Tensor G = at::empty_like(buf, at::MemoryFormat::ChannelsLast);
-    auto [d5, dw5, db5] = conv3x3_backward(gy * kResScale, buf, weight(params, b, kConvs), true, true);
+    auto [d5, dw5, db5] = conv3x3_backward(gy * kResScale, buf, weight(params, b, kConvs), mask);
     G.copy_(d5);
     G.narrow(1, 0, d.nf).add_(gy);  // the block's residual
-    grad_w[kConvs * b + kConvs - 1] = weight_grad_like(dw5, weight(params, b, kConvs));
-    grad_b.narrow(0, bias_offset(d, b, kConvs), d.nf).copy_(db5);
+    if (need_param_grads) {
+      grad_w[kConvs * b + kConvs - 1] = weight_grad_like(dw5, weight(params, b, kConvs));
+      grad_b.narrow(0, bias_offset(d, b, kConvs), d.nf).copy_(db5);
+    }
     for (int k = kConvs - 1; k >= 1; --k) {
       // slice k's gradient is complete (only convs > k read it): LeakyReLU backward in place
       at::Tensor gk = G.narrow(1, d.cin(k), d.gc);
       at::leaky_relu_backward_out(gk, gk, buf.narrow(1, d.cin(k), d.gc), kSlope, /*self_is_result=*/true);
-      auto [dk, dwk, dbk] = conv3x3_backward(gk, buf.narrow(1, 0, d.cin(k)), weight(params, b, k), true, true);
+      auto [dk, dwk, dbk] = conv3x3_backward(gk, buf.narrow(1, 0, d.cin(k)), weight(params, b, k), mask);
       G.narrow(1, 0, d.cin(k)).add_(dk);  // accumulate into the prefix conv_k read
-      grad_w[kConvs * b + k - 1] = weight_grad_like(dwk, weight(params, b, k));
-      grad_b.narrow(0, bias_offset(d, b, k), d.gc).copy_(dbk);
+      if (need_param_grads) {
+        grad_w[kConvs * b + k - 1] = weight_grad_like(dwk, weight(params, b, k));
+        grad_b.narrow(0, bias_offset(d, b, k), d.gc).copy_(dbk);
+      }
     }
     gy = G.narrow(1, 0, d.nf);
   }
@@ -157,7 +162,8 @@ BwdResult rrdb_bwd_cpu(const at::Tensor& grad_out, const at::Tensor& buf1, const
 
 TORCH_LIBRARY_FRAGMENT(gansr, m) {
   m.def("rrdb_fwd(Tensor x, Tensor[] params) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("rrdb_bwd(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params) -> (Tensor, Tensor[], Tensor)");
+  m.def("rrdb_bwd(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params, bool need_param_grads=True) "
+        "-> (Tensor, Tensor[], Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(gansr, CPU, m) {

@@ -25,7 +25,7 @@ struct CudaBackend final : Backend {
   void gather(DType t, const GatherArgs& a) const override {
     check_launch(launch_gather(t, a, c10::cuda::getCurrentCUDAStream().stream()), "gradient gather");
   }
-  // CUTLASS forward convs are opt-in (GANSR_RRDB_CUTLASS=1) until validated on a GPU
+  // CUTLASS forward convs are opt-in (GANSR_RRDB_CUTLASS=1)
   bool has_fused_conv(DType t) const override {
     const char* v = std::getenv("GANSR_RRDB_CUTLASS");
     return (t == DType::kBFloat16 || t == DType::kHalf) && v != nullptr && v[0] == '1';
@@ -43,11 +43,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rrdb_fwd_cuda(const a
   return sliced_fwd(x, params, CudaBackend());
 }
 
-BwdResult rrdb_bwd_cuda(const at::Tensor& grad_out, const at::Tensor& buf1,
-                                                              const at::Tensor& buf2, const at::Tensor& buf3,
-                                                              at::TensorList params) {
+BwdResult rrdb_bwd_cuda(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
+                        const at::Tensor& buf3, at::TensorList params, bool need_param_grads) {
   c10::cuda::CUDAGuard guard(grad_out.device());
-  return sliced_bwd(grad_out, buf1, buf2, buf3, params, CudaBackend());
+  return sliced_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads, CudaBackend());
 }
 
 }  // namespace

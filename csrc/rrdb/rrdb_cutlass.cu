@@ -27,15 +27,22 @@ namespace {
 
 using Layout = cutlass::layout::TensorNHWC;
 
-// One tile shape for every dense-block conv: N = 32 covers gc (16 or 32 here), K-tile 32 keeps
-// 4 stages within 48 KB of shared memory (no opt-in attribute needed).
+// One tile shape for every dense-block conv, sized like CUTLASS's own Sm80 16-bit configurations
+// (DefaultGemmConfiguration<OpClassTensorOp, Sm80>: K-tile 64, 3 stages, 64-wide warp K; its
+// Ampere conv2d fprop example: 128x128x64 CTA of 4 warps). The GEMM N is cout = gc (32 in ESRGAN,
+// 16 allowed), so the CTA is 128x32x64 with four 32x32x64 warps: 128 threads (the former
+// 128x32x32 / 64x32x32 tile had 2 warps, too few to keep an H100/H200 SM's tensor cores fed).
+// Shared memory: 3 x (128 + 32) x 64 x 2 B = 60 KB, above the 48 KB default:
+// ImplicitGemmConvolution::initialize raises the kernel's limit (cudaFuncSetAttribute) itself.
+constexpr int kStages = 3;
 template <typename E>
 using FpropKernel = typename cutlass::conv::kernel::DefaultConv2dFprop<
     E, Layout, E, Layout, E, Layout, float, cutlass::arch::OpClassTensorOp, cutlass::arch::Sm80,
-    cutlass::gemm::GemmShape<128, 32, 32>, cutlass::gemm::GemmShape<64, 32, 32>, cutlass::gemm::GemmShape<16, 8, 16>,
+    cutlass::gemm::GemmShape<128, 32, 64>, cutlass::gemm::GemmShape<32, 32, 64>, cutlass::gemm::GemmShape<16, 8, 16>,
     cutlass::epilogue::thread::LinearCombinationLeakyRelu<E, 128 / cutlass::sizeof_bits<E>::value, float, float>,
-    cutlass::gemm::threadblock::GemmIdentityThreadblockSwizzle<>, 4, cutlass::arch::OpMultiplyAdd,
+    cutlass::gemm::threadblock::GemmIdentityThreadblockSwizzle<>, kStages, cutlass::arch::OpMultiplyAdd,
     cutlass::conv::IteratorAlgorithm::kOptimized>::Kernel;
+static_assert(FpropKernel<cutlass::bfloat16_t>::kThreadCount == 128, "4 warps per CTA");
 
 Layout strided(int64_t pixel_stride, int W, int H) {
   return Layout(cutlass::make_Coord((int32_t)pixel_stride, (int32_t)(pixel_stride * W), (int32_t)(pixel_stride * W * H)));

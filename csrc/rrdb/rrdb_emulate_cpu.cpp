@@ -7,6 +7,7 @@
 #include <c10/util/Half.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "rrdb.h"
@@ -43,9 +44,12 @@ void gather_loop(const GatherArgs& a) {
   const T* act = static_cast<const T*>(a.act);
   T* out = static_cast<T*>(a.out);
   T* out2 = static_cast<T*>(a.out2);
-  std::vector<A> bsum(a.C, A(0));
+  // one accumulator row per CUDA block along x when deterministic (rrdb_args.h), else one row
+  const int64_t rows = a.bias_partial ? a.partial_rows : 1;
+  std::vector<A> bsum(rows * a.C, A(0));
   for (int64_t m = 0; m < a.M; ++m)
     for (int c = 0; c < a.C; ++c) {
+      A& acc = bsum[(m / kGatherRowsPerStep) % rows * a.C + c];
       A v = A(0);
       for (int i = 0; i < a.nsrc; ++i) v += A(a.src_scale[i]) * A(static_cast<const T*>(a.src[i])[m * a.src_stride[i] + c]);
       if (act && !(A(act[m * a.act_stride + c]) > A(0))) v *= A(a.slope);
@@ -53,12 +57,14 @@ void gather_loop(const GatherArgs& a) {
       if (out2) {
         const A v2 = A(a.s2) * v;
         out2[m * a.out2_stride + c] = T(v2);
-        bsum[c] += v2;
+        acc += v2;
       } else {
-        bsum[c] += v;
+        acc += v;
       }
     }
-  if (a.bias_grad)
+  if (a.bias_partial)
+    std::copy(bsum.begin(), bsum.end(), static_cast<A*>(a.bias_partial));
+  else if (a.bias_grad)
     for (int c = 0; c < a.C; ++c) static_cast<A*>(a.bias_grad)[c] += bsum[c];
 }
 
@@ -112,17 +118,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd_cpu(const 
   return sliced_fwd(x, params, be);
 }
 
-BwdResult sliced_bwd_cpu(const at::Tensor& grad_out, const at::Tensor& buf1,
-                                                               const at::Tensor& buf2, const at::Tensor& buf3,
-                                                               at::TensorList params) {
-  return sliced_bwd(grad_out, buf1, buf2, buf3, params, LoopBackend());
+BwdResult sliced_bwd_cpu(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
+                         const at::Tensor& buf3, at::TensorList params, bool need_param_grads) {
+  return sliced_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads, LoopBackend());
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(gansr, m) {
   m.def("rrdb_sliced_fwd(Tensor x, Tensor[] params, bool fused_conv=False) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("rrdb_sliced_bwd(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params) -> (Tensor, Tensor[], Tensor)");
+  m.def("rrdb_sliced_bwd(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params, "
+        "bool need_param_grads=True) -> (Tensor, Tensor[], Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(gansr, CPU, m) {

@@ -12,8 +12,8 @@ namespace gansr {
 namespace rrdb {
 namespace {
 
-constexpr int kTx = 32;  // channels per block (threadIdx.x)
-constexpr int kTy = 8;   // pixel rows per block step (threadIdx.y)
+constexpr int kTx = 32;                  // channels per block (threadIdx.x)
+constexpr int kTy = kGatherRowsPerStep;  // pixel rows per block step (threadIdx.y)
 
 template <typename T> struct Acc { using type = float; };
 template <> struct Acc<double> { using type = double; };
@@ -76,13 +76,16 @@ __global__ void gather_kernel(GatherArgs a) {
       }
     }
   }
-  if (!a.bias_grad) return;
+  if (!a.bias_grad && !a.bias_partial) return;  // uniform over the grid: no divergent barrier
   partial[threadIdx.y][threadIdx.x] = bsum;
   __syncthreads();
   if (threadIdx.y == 0 && c < a.C) {
     A s = A(0);
     for (int r = 0; r < kTy; ++r) s += partial[r][threadIdx.x];
-    atomicAdd(static_cast<A*>(a.bias_grad) + c, s);
+    if (a.bias_partial)  // deterministic: one row per block, reduced in a fixed order by the caller
+      static_cast<A*>(a.bias_partial)[(int64_t)blockIdx.x * a.C + c] = s;
+    else
+      atomicAdd(static_cast<A*>(a.bias_grad) + c, s);
   }
 }
 
@@ -100,8 +103,9 @@ cudaError_t epilogue_t(const EpilogueArgs& a, cudaStream_t stream) {
 
 template <typename T>
 cudaError_t gather_t(const GatherArgs& a, cudaStream_t stream) {
-  // few enough blocks that the bias-gradient atomics stay negligible, enough to fill a GPU
-  gather_kernel<T><<<grid_for(a.M, a.C, 1024), dim3(kTx, kTy), 0, stream>>>(a);
+  // gather_grid_x(M) blocks along x: the bias_partial rows (rrdb_args.h)
+  const dim3 grid((unsigned)gather_grid_x(a.M), (unsigned)((a.C + kTx - 1) / kTx));
+  gather_kernel<T><<<grid, dim3(kTx, kTy), 0, stream>>>(a);
   return cudaGetLastError();
 }
 
@@ -121,6 +125,7 @@ cudaError_t launch_epilogue(DType t, const EpilogueArgs& a, cudaStream_t stream)
 cudaError_t launch_gather(DType t, const GatherArgs& a, cudaStream_t stream) {
   if (a.M == 0 || a.C == 0) return cudaSuccess;
   if (a.nsrc < 1 || a.nsrc > kMaxSources) return cudaErrorInvalidValue;
+  if (a.bias_partial && a.partial_rows != gather_grid_x(a.M)) return cudaErrorInvalidValue;
   switch (t) {
     case DType::kFloat: return gather_t<float>(a, stream);
     case DType::kDouble: return gather_t<double>(a, stream);

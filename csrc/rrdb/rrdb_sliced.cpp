@@ -43,14 +43,22 @@ void* at_channel_mut(at::Tensor& t, int64_t c0) { return static_cast<char*>(t.da
 // stride() ambiguous); slices are addressed by channel offsets into such tensors, never as views
 int64_t pixel_stride(const at::Tensor& t) { return t.size(1); }
 
+// Weights keep their own layout: a channels_last model's weights reach the convolution as they are
+// (a .contiguous() here cost a copy to OIHW, and the conv's own copy back, per conv and pass).
+// Biases are read through raw pointers by the kernels, so they must be dense.
+std::vector<at::Tensor> with_dense_biases(at::TensorList params) {
+  std::vector<at::Tensor> out(params.begin(), params.end());
+  for (size_t i = 1; i < out.size(); i += 2) out[i] = out[i].contiguous();
+  return out;
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::Tensor& x_in, at::TensorList params_in,
                                                                       const Backend& be) {
   const Dims d = check_fwd_inputs(x_in, params_in, "gansr::rrdb_fwd");
   const DType dt = dtype_code(x_in.scalar_type());
-  std::vector<at::Tensor> params;
-  for (const auto& p : params_in) params.push_back(p.contiguous());
+  const std::vector<at::Tensor> params = with_dense_biases(params_in);
   const auto opts = x_in.options();
   const int64_t Ct = d.channels(), M = d.N * d.H * d.W;
   at::Tensor bufs[kBlocks];
@@ -61,17 +69,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::
     at::Tensor& buf = bufs[b];
     for (int k = 1; k <= kConvs; ++k) {
       if (k < kConvs && be.has_fused_conv(dt)) {
-        const at::Tensor w_krsc = params[2 * (kConvs * b + k - 1)].contiguous(at::MemoryFormat::ChannelsLast);
-        const ConvBiasActArgs ca{buf.const_data_ptr(), Ct, w_krsc.const_data_ptr(),
-                                 params[2 * (kConvs * b + k - 1) + 1].const_data_ptr(), at_channel_mut(buf, d.cin(k)),
-                                 Ct, (int)d.N, (int)d.H, (int)d.W, (int)d.cin(k), (int)d.gc, kSlope};
+        const at::Tensor w_krsc = weight(params, b, k).contiguous(at::MemoryFormat::ChannelsLast);
+        const ConvBiasActArgs ca{buf.const_data_ptr(), Ct, w_krsc.const_data_ptr(), bias(params, b, k).const_data_ptr(),
+                                 at_channel_mut(buf, d.cin(k)), Ct, (int)d.N, (int)d.H, (int)d.W, (int)d.cin(k),
+                                 (int)d.gc, kSlope};
         if (be.conv_bias_lrelu(dt, ca)) continue;
       }
-      at::Tensor y = nhwc(conv3x3(buf.narrow(1, 0, d.cin(k)), params[2 * (kConvs * b + k - 1)], c10::nullopt));
+      at::Tensor y = nhwc(conv3x3(buf.narrow(1, 0, d.cin(k)), weight(params, b, k), c10::nullopt));
       EpilogueArgs a{};
       a.y = y.const_data_ptr();
       a.y_stride = y.size(1);
-      a.bias = params[2 * (kConvs * b + k - 1) + 1].const_data_ptr();
+      a.bias = bias(params, b, k).const_data_ptr();
       a.M = M;
       a.slope = kSlope;
       if (k < kConvs) {
@@ -109,66 +117,92 @@ struct Source {
   double scale;
 };
 
-// out (and out2 = s2 * out) from the sum of sources, LeakyReLU-masked by `act` when given.
-void gather(const Backend& be, DType dt, std::initializer_list<Source> srcs, std::vector<Source> more, const at::Tensor* act,
-            int64_t act_c0, at::Tensor& out, at::Tensor* out2, double s2, at::Tensor* bias_grad, int64_t M) {
+// Where a gather's bias gradient goes: `acc` (a view of the zeroed accumulator; null: none). With
+// `deterministic`, the kernel writes one partial row per CUDA block instead of float atomics and the
+// rows are summed here by ATen, in a fixed order (torch.use_deterministic_algorithms).
+struct BiasSink {
+  at::Tensor* acc = nullptr;
+  bool deterministic = false;
+};
+
+// One gather (rrdb_args.h): out (and out2 = s2 * out) from the sum of sources, LeakyReLU-masked by
+// the slice of `act` starting at act_c0 when act is given, bias gradient into `bias`.
+struct GatherCall {
+  std::vector<Source> srcs;
+  const at::Tensor* act = nullptr;
+  int64_t act_c0 = 0;
+  at::Tensor* out = nullptr;
+  at::Tensor* out2 = nullptr;
+  double s2 = 0.0;
+  BiasSink bias;
+};
+
+void gather(const Backend& be, DType dt, const GatherCall& g, int64_t M) {
   GatherArgs a{};
-  std::vector<Source> all(srcs);
-  all.insert(all.end(), more.begin(), more.end());
-  TORCH_CHECK(all.size() <= (size_t)kMaxSources, "gansr::rrdb_bwd: too many gradient sources");
-  for (size_t i = 0; i < all.size(); ++i) {
-    a.src[i] = at_channel(*all[i].t, all[i].c0);
-    a.src_stride[i] = pixel_stride(*all[i].t);
-    a.src_scale[i] = all[i].scale;
+  TORCH_CHECK(g.srcs.size() <= (size_t)kMaxSources, "gansr::rrdb_bwd: too many gradient sources");
+  for (size_t i = 0; i < g.srcs.size(); ++i) {
+    a.src[i] = at_channel(*g.srcs[i].t, g.srcs[i].c0);
+    a.src_stride[i] = pixel_stride(*g.srcs[i].t);
+    a.src_scale[i] = g.srcs[i].scale;
   }
-  a.nsrc = (int)all.size();
-  if (act) {
-    a.act = at_channel(*act, act_c0);
-    a.act_stride = pixel_stride(*act);
+  a.nsrc = (int)g.srcs.size();
+  if (g.act) {
+    a.act = at_channel(*g.act, g.act_c0);
+    a.act_stride = pixel_stride(*g.act);
   }
   a.slope = kSlope;
-  a.out = out.data_ptr();
-  a.out_stride = pixel_stride(out);
-  if (out2) {
-    a.out2 = out2->data_ptr();
-    a.out2_stride = pixel_stride(*out2);
-    a.s2 = s2;
+  a.out = g.out->data_ptr();
+  a.out_stride = pixel_stride(*g.out);
+  if (g.out2) {
+    a.out2 = g.out2->data_ptr();
+    a.out2_stride = pixel_stride(*g.out2);
+    a.s2 = g.s2;
   }
-  a.bias_grad = bias_grad ? bias_grad->data_ptr() : nullptr;
   a.M = M;
-  a.C = (int)out.size(1);
+  a.C = (int)g.out->size(1);
+  at::Tensor partial;
+  if (g.bias.acc && g.bias.deterministic) {
+    a.partial_rows = gather_grid_x(M);
+    partial = new_output({a.partial_rows, a.C}, g.bias.acc->options());
+    a.bias_partial = partial.data_ptr();
+  } else if (g.bias.acc) {
+    a.bias_grad = g.bias.acc->data_ptr();
+  }
   be.gather(dt, a);
+  const int64_t rows_dim = 0;
+  if (partial.defined()) at::sum_out(*g.bias.acc, partial, at::IntArrayRef(rows_dim));  // second pass, fixed order
 }
 
 }  // namespace
 
 BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
-                     const at::Tensor& buf3, at::TensorList params_in, const Backend& be) {
-  const Dims d = check_bwd_inputs(grad_out, buf1, buf2, buf3, params_in);
+                     const at::Tensor& buf3, at::TensorList params, bool need_param_grads, const Backend& be) {
+  const Dims d = check_bwd_inputs(grad_out, buf1, buf2, buf3, params);
   const auto st = grad_out.scalar_type();
   const DType dt = dtype_code(st);
   const auto opts = grad_out.options();
-  const auto acc_opts = opts.dtype(compute_type(st));
-  std::vector<at::Tensor> params;
-  for (const auto& p : params_in) params.push_back(p.contiguous());
+  const bool det = at::globalContext().deterministicAlgorithms();
   const at::Tensor bufs[kBlocks] = {nhwc(buf1), nhwc(buf2), nhwc(buf3)};
   const int64_t M = d.N * d.H * d.W;
   const at::Tensor go = nhwc(grad_out);
-  std::vector<at::Tensor> grad_w(kBlocks * kConvs);
-  // every bias gradient accumulates (atomically, in the gathers) into one zeroed buffer
-  const at::Tensor bias_acc = at::zeros({kBlocks * (d.nf + 4 * d.gc)}, acc_opts);
+  std::vector<at::Tensor> grad_w;
+  // every bias gradient accumulates (in the gathers) into one zeroed buffer
+  const at::Tensor bias_acc =
+      need_param_grads ? at::zeros({kBlocks * (d.nf + 4 * d.gc)}, opts.dtype(compute_type(st))) : at::Tensor();
   std::vector<at::Tensor> bias_views(kBlocks * kConvs);
-  auto bias_acc_for = [&](int b, int k) -> at::Tensor& {
+  auto bias_sink = [&](int b, int k) -> BiasSink {
+    if (!need_param_grads) return {};
     at::Tensor& v = bias_views[kConvs * b + k - 1];
     v = bias_acc.narrow(0, bias_offset(d, b, k), k == kConvs ? d.nf : d.gc);
-    return v;
+    return {&v, det};
   };
 
   // gradient of rdb3's output (gy) and of its conv5 output (g5 = 0.2 gy, plus conv5's bias gradient)
   at::Tensor gy = new_nhwc(d.N, d.nf, d.H, d.W, opts);
   at::Tensor g5 = new_nhwc(d.N, d.nf, d.H, d.W, opts);
-  gather(be, dt, {{&go, 0, kResScale}}, {}, nullptr, 0, gy, &g5, kResScale, &bias_acc_for(kBlocks - 1, kConvs), M);
+  gather(be, dt, {{{&go, 0, kResScale}}, nullptr, 0, &gy, &g5, kResScale, bias_sink(kBlocks - 1, kConvs)}, M);
   at::Tensor grad_x;
+  if (need_param_grads) grad_w.resize(kBlocks * kConvs);
   for (int b = kBlocks - 1; b >= 0; --b) {
     const at::Tensor& buf = bufs[b];
     at::Tensor D[kConvs + 1];  // D[k]: data gradient of conv_k over its input prefix (cin(k) channels)
@@ -180,12 +214,12 @@ BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const a
         gk = new_nhwc(d.N, d.gc, d.H, d.W, opts);
         std::vector<Source> srcs;
         for (int i = k + 1; i <= kConvs; ++i) srcs.push_back({&D[i], d.cin(k), 1.0});
-        gather(be, dt, {}, srcs, &buf, d.cin(k), gk, nullptr, 0.0, &bias_acc_for(b, k), M);
+        gather(be, dt, {srcs, &buf, d.cin(k), &gk, nullptr, 0.0, bias_sink(b, k)}, M);
       }
-      auto [dk, dwk, unused] = conv3x3_backward(gk, buf.narrow(1, 0, d.cin(k)), params[2 * (kConvs * b + k - 1)],
-                                                true, false);
+      auto [dk, dwk, unused] =
+          conv3x3_backward(gk, buf.narrow(1, 0, d.cin(k)), weight(params, b, k), {true, need_param_grads, false});
       D[k] = nhwc(dk);
-      grad_w[kConvs * b + k - 1] = weight_grad_like(dwk, params_in[2 * (kConvs * b + k - 1)]);
+      if (need_param_grads) grad_w[kConvs * b + k - 1] = weight_grad_like(dwk, weight(params, b, k));
     }
     // gradient of the block input: every conv read it, plus the block's residual path
     std::vector<Source> srcs;
@@ -194,16 +228,16 @@ BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const a
     if (b > 0) {
       at::Tensor gy_prev = new_nhwc(d.N, d.nf, d.H, d.W, opts);
       at::Tensor g5_prev = new_nhwc(d.N, d.nf, d.H, d.W, opts);
-      gather(be, dt, {}, srcs, nullptr, 0, gy_prev, &g5_prev, kResScale, &bias_acc_for(b - 1, kConvs), M);
+      gather(be, dt, {srcs, nullptr, 0, &gy_prev, &g5_prev, kResScale, bias_sink(b - 1, kConvs)}, M);
       gy = gy_prev;
       g5 = g5_prev;
     } else {
       srcs.push_back({&go, 0, 1.0});  // the RRDB's own residual
       grad_x = new_nhwc(d.N, d.nf, d.H, d.W, opts);
-      gather(be, dt, {}, srcs, nullptr, 0, grad_x, nullptr, 0.0, nullptr, M);
+      gather(be, dt, {srcs, nullptr, 0, &grad_x, nullptr, 0.0, {}}, M);
     }
   }
-  return {grad_x, grad_w, bias_acc.scalar_type() == st ? bias_acc : bias_acc.to(st)};
+  return {grad_x, grad_w, need_param_grads ? bias_acc.to(st) : no_bias_grads(opts)};
 }
 
 }  // namespace rrdb

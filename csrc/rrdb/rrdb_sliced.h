@@ -27,7 +27,7 @@ DType dtype_code(at::ScalarType t);
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::Tensor& x, at::TensorList params,
                                                                       const Backend& be);
 BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
-                     const at::Tensor& buf3, at::TensorList params, const Backend& be);
+                     const at::Tensor& buf3, at::TensorList params, bool need_param_grads, const Backend& be);
 
 }  // namespace rrdb
 }  // namespace gansr
