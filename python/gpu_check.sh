@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one GPU check: on a GPU machine with torch preinstalled and no network, build the extension
-# against that torch, run the CUDA tests, compute-sanitizer (memcheck + racecheck) on small cases of
-# every op, and the benchmarks. Everything lands in $OUT (default ./gpu_out): logs, JSON, Markdown.
+# against that torch, run the CUDA tests, compute-sanitizer (memcheck, racecheck, synccheck,
+# initcheck) on small cases of every op, and the benchmarks. Everything lands in $OUT (default ./gpu_out): logs, JSON, Markdown.
 #
 #   OUT=/path bash python/gpu_check.sh        # or: make gpu-check
 #
@@ -50,14 +50,19 @@ tail -5 "$OUT/cuda_tests.log" | tee -a "$OUT/summary.txt"
 
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
 if [ -n "$SAN" ]; then
-  for tool in memcheck racecheck; do
+  # seconds per tool: together the 240 s the two tools had before synccheck / initcheck were added
+  # (memcheck instruments cuFFT too; synccheck and initcheck only add a pass over our own kernels)
+  for tool_s in memcheck:90 racecheck:60 synccheck:45 initcheck:45; do
+    tool=${tool_s%:*}
     step "compute-sanitizer $tool"
     # only this project's kernels (and cuFFT's, for the plan layouts) are instrumented: cuDNN under
-    # the sanitizer would take minutes; no caching allocator, so an overrun hits unowned memory
+    # the sanitizer would take minutes; no caching allocator, so an overrun hits unowned memory.
+    # initcheck: memory written by uninstrumented kernels (cuDNN) may count as uninitialised, so an
+    # initcheck report on one of our kernels reading a cuDNN output needs a second look.
     # one regex (partial match; our CUTLASS kernel mangled or demangled, not cuDNN's cutlass__5x_cudnn ones)
     kernels='gansr|N7cutlass|cutlass::conv::kernel::ImplicitGemmConvolution'
     [ $tool = memcheck ] && kernels="$kernels|fft"
-    san() { PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$(cap 120 60)" "$SAN" --tool $tool --kernel-name "$1" \
+    san() { PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$(cap ${tool_s#*:} 60)" "$SAN" --tool $tool --kernel-name "$1" \
               --error-exitcode 3 $PY python/gpu_sanitize_cases.py >"$TMP/sanitizer_$tool.log" 2>&1; }
     san "regex=$kernels"; rc=$?
     if [ $rc -ne 0 ] && ! grep -q "ERROR SUMMARY" "$TMP/sanitizer_$tool.log" && grep -qi "kernel-name\|regex" "$TMP/sanitizer_$tool.log"; then

@@ -1,4 +1,5 @@
-"""Small CUDA cases of every fused op, forward + backward, for compute-sanitizer (gpu_check.sh)."""
+"""Small CUDA cases of every fused op, forward + backward, for compute-sanitizer (gpu_check.sh:
+memcheck, racecheck, synccheck, initcheck)."""
 
 import torch
 
@@ -55,6 +56,14 @@ def rrdb_cases():
     for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
         run(12, 8, (2, 7, 5), dtype)
     run(40, 24, (1, 3, 9), torch.float32)
+    # deterministic bias gradients: partial rows per gather block instead of atomics (more than 1024
+    # blocks' worth of pixels: the clamped grid's rows)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        run(12, 8, (2, 7, 5), torch.float32)
+        run(40, 24, (1, 90, 97), torch.bfloat16)
+    finally:
+        torch.use_deterministic_algorithms(False)
     os.environ["GANSR_RRDB_CUTLASS"] = "1"
     try:
         for dtype in (torch.bfloat16, torch.float16):
