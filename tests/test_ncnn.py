@@ -175,6 +175,14 @@ def _residual_scale(text):
     return text.replace("-23301=2,2.000000e-01,1.000000e+00", "-23301=2,3.000000e-01,1.000000e+00", 1)
 
 
+def _lrelu_slope(text):
+    return text.replace("9=2 -23310=1,2.000000e-01", "9=2 -23310=1,1.000000e-01", 1)
+
+
+def _strided_conv(text):
+    return text.replace("6=1728", "6=1728 3=2", 1)
+
+
 def _int8_conv(text):
     return text.replace("6=1728", "6=1728 8=1", 1)
 
@@ -196,6 +204,8 @@ def _output_doubled(text):
     (_bilinear_upsampling, r"Interp Resize_\d+: parameter 0=2"),
     (_residual_scale, r"Convolution \S+: its input is not what RRDBNet"),
     (_int8_conv, r"Convolution Conv_0: parameter 8=1"),
+    (_lrelu_slope, r"Convolution Conv_1: fused LeakyReLU slope \[0\.1\]"),
+    (_strided_conv, r"Convolution Conv_0: parameter 3=2; RRDBNet needs one of \(1,\)"),
     (_long_skip_moved, r"one output blob; .* unused blobs \['193_splitncnn_0', 'output'\]"),
     (_output_doubled, r"the graph's convs are RRDBNet.*'s, but its output is not RRDBNet's"),
 ])

@@ -211,7 +211,17 @@ class _Near:
         return repr(list(self.targets))
 
 
-_ANY = type("_Any", (), {"__contains__": lambda self, v: True, "__repr__": lambda self: "any"})()
+class _AnyValue:
+    """`value in _ANY` for parameters checked elsewhere (sizes, arrays)."""
+
+    def __contains__(self, value) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "any"
+
+
+_ANY = _AnyValue()
 # Convolution: 0 num_output, 1/11 kernel, 2/12 dilation, 3/13 stride, 4/14/15/16 pad, 5 bias_term,
 # 6 weight_data_size, 8 int8_scale_term, 9 activation_type (2 = leaky relu), 10 its params, 18 pad value
 _CONV_PARAMS = {0: _ANY, 1: (3,), 11: (3,), 2: (1,), 12: (1,), 3: (1,), 13: (1,), 4: (1,), 14: (1,), 15: (1,),
@@ -229,8 +239,8 @@ def _conv_layer(t: _Terms, layer: Layer, src: int) -> tuple[int, int]:
     node = t.conv(src, out)
     if p.get(9, 0) == 0:
         return node, node
-    slope = p.get(10, [])
-    if len(slope) != 1 or not _close(slope[0], LRELU_SLOPE):
+    slope = p.get(10)
+    if not isinstance(slope, list) or len(slope) != 1 or not _close(slope[0], LRELU_SLOPE):
         raise NcnnModelError(f"Convolution {layer.name}: fused LeakyReLU slope {p.get(10)}; RRDBNet uses "
                              f"{LRELU_SLOPE}")
     return node, t.lrelu(node)
@@ -239,8 +249,8 @@ def _conv_layer(t: _Terms, layer: Layer, src: int) -> tuple[int, int]:
 def _eltwise(t: _Terms, layer: Layer, srcs) -> int:
     _check_params(layer, {0: (1,), 1: _ANY})  # 0 op_type: 1 = sum; 1 coefficients
     coefs = layer.params.get(1, [1.0] * len(srcs))
-    if len(coefs) != len(srcs):
-        raise NcnnModelError(f"Eltwise {layer.name}: {len(coefs)} coefficients for {len(srcs)} inputs")
+    if not isinstance(coefs, list) or len(coefs) != len(srcs):
+        raise NcnnModelError(f"Eltwise {layer.name}: coefficients {coefs} for {len(srcs)} inputs")
     return t.lin(zip(srcs, coefs))
 
 
@@ -259,7 +269,7 @@ def _binary_op(t: _Terms, layer: Layer, srcs) -> int:
 def _interp(t: _Terms, layer: Layer, src: int) -> int:
     # 0 resize_type (1 nearest), 1/2 height/width scale, 3/4 output size, 5 dynamic size, 6 align corners
     _check_params(layer, {0: (1,), 1: _Near(2.0), 2: _Near(2.0), 3: (0,), 4: (0,), 5: (0,), 6: (0,)})
-    if not (_close(layer.params.get(1), 2.0) and _close(layer.params.get(2), 2.0)):
+    if not all(k in layer.params for k in (0, 1, 2)):  # ncnn's defaults: no resize type, scale 1
         raise NcnnModelError(f"Interp {layer.name}: RRDBNet upsamples by exactly 2 (nearest)")
     return t.up2(src)
 
@@ -294,7 +304,7 @@ def _run_layer(t: _Terms, layer: Layer, srcs: list, convs: list, in_ch: int) -> 
 
 
 def _in_channels(layers: list[Layer]) -> int:
-    """Input channels: the Input layer's c, else what the first conv's weight count implies (nf*in*9)."""
+    """Input channels: what the first conv's weight count implies (nf*in*9); an Input's c must agree."""
     conv = next((ly for ly in layers if ly.type == "Convolution"), None)
     if conv is None:
         raise NcnnModelError("the graph has no Convolution layer: not an RRDBNet")
