@@ -141,8 +141,8 @@ class CheckpointManager:
                                   f"was not loaded (a file not written by gansr train?): {_what_was_refused(e)}"
                                   ) from None
         except (EOFError, RuntimeError, OSError, ValueError) as e:
-            raise CheckpointError(f"checkpoint {path} cannot be read (truncated or not a torch file): "
-                                  f"{type(e).__name__}: {e}") from None
+            detail = f"{type(e).__name__}: {e}" if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"checkpoint {path} cannot be read (truncated or not a torch file): {detail}") from None
         if not isinstance(state, dict) or not {"iteration", "G", "rng"} <= set(state):
             raise CheckpointError(f"checkpoint {path} is not a gansr trainer checkpoint (no iteration/G/rng entries)")
         return state
