@@ -469,6 +469,20 @@ def test_cuda_fp32_parity():
 
 
 @requires_cuda
+def test_cuda_channels_last_weights_parity():
+    # CPU sibling: test_cuda_glue_keeps_channels_last_weights
+    x, params = _cuda_case(torch.float32)
+    params = [p.detach().contiguous(memory_format=torch.channels_last).requires_grad_() if p.dim() == 4 else p
+              for p in params]
+    prev = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        assert_parity(x.requires_grad_(), params, atol=1e-4, rtol=1e-4)
+    finally:
+        torch.backends.cudnn.allow_tf32 = prev
+
+
+@requires_cuda
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_cuda_low_precision_as_accurate_as_eager(dtype):
     torch.manual_seed(8)

@@ -20,7 +20,8 @@ LeakyReLU derivative comes from the sign of the saved outputs.
     buffer in place.
   CUDA: cuDNN convolutions on prefix views with fused epilogue kernels; backward keeps each conv's
     data gradient and one gather kernel per slice sums them, applies the LeakyReLU derivative and
-    reduces the bias gradient (no add kernels, no separate reductions). GANSR_RRDB_CUTLASS=1 opts
+    reduces the bias gradient (no add kernels, no separate reductions; float atomics, or per-block
+    partial rows summed in a fixed order under torch.use_deterministic_algorithms). GANSR_RRDB_CUTLASS=1 opts
     convs 1..4 of the bf16/fp16 forward into CUTLASS implicit-GEMM kernels writing the slice directly.
 Parameters are cast to the activation dtype (autocast-style: bf16/fp16 activations -> bf16/fp16
 GEMMs with fp32 accumulation); their gradients come back in each parameter's own dtype. `rrdb_trunk`
