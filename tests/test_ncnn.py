@@ -219,7 +219,8 @@ def test_graph_that_is_not_rrdbnet_is_refused(tmp_path, anime_files, edit, messa
 def test_scaling_written_as_binary_ops_is_the_same_graph(tmp_path, anime_files):
     """`0.2 * a + b` as BinaryOp mul-by-scalar then add is what Eltwise(coefficients 0.2, 1) computes."""
     def split_first_eltwise(text):
-        m = re.search(r"^Eltwise\s+(\S+)\s+2\s+1\s+(\S+) (\S+) (\S+) 0=1 -23301=2,2.000000e-01,1.000000e\+00$", text, re.M)
+        m = re.search(r"^Eltwise\s+(\S+)\s+2\s+1\s+(\S+) (\S+) (\S+) 0=1 -23301=2,2.000000e-01,1.000000e\+00$",
+                      text, re.M)
         name, a, b, out = m.groups()
         new = (f"BinaryOp {name}_mul 1 1 {a} {name}_scaled 0=2 1=1 2=2.000000e-01\n"
                f"BinaryOp {name} 2 1 {name}_scaled {b} {out} 0=0")
