@@ -5,7 +5,9 @@ measurements after warm-up, all variants re-measured in this run:
   dense block fwd+bwd   eager autocast channels_last; fused = one fused RRDB / 3 (the op works per RRDB)
   RRDB fwd+bwd          fused | fused with CUTLASS forward convs (GANSR_RRDB_CUTLASS=1) | eager autocast
                         channels_last | CUDA-graphed eager / fused | torch.compile
-  G (RRDBNet nb=23) fwd+bwd, same variants (+ CUDA-graphed fused), and the peak memory of the step
+  G (RRDBNet nb=23) fwd+bwd, same variants (+ CUDA-graphed fused), the peak memory of the step and
+                        the GPU kernels it launches (profiler; the fused trunk casts its parameters
+                        to bf16 in one kernel, not one per tensor)
   inference 1x3x512x512 -> x4, fp16 weights, channels_last: fused vs eager
 Prints a table with ratios (eager / fused) and writes OUT.json + OUT.md (benchlib.write_results).
 
@@ -69,6 +71,16 @@ def train_step(model, x, grad, dtype):
     return step
 
 
+def kernels_per_call(fn) -> int:
+    """GPU kernels (and memsets / copies) one call of fn launches, from the profiler's CUDA events."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return sum(e.device_type == torch.autograd.DeviceType.CUDA for e in prof.events())
+
+
 def rrdb_variants(nf, gc, B, lr, dtype, args):
     from gansr_ext.models.rrdbnet import RRDB, ResidualDenseBlock
     from gansr_ext.ops.rrdb import rrdb, rrdb_params
@@ -99,7 +111,7 @@ def generator_variants(B, lr, dtype, args):
     G = RRDBNet(nb=args.nb).cuda().to(memory_format=torch.channels_last)
     x = torch.rand(B, 3, lr, lr, device="cuda").contiguous(memory_format=torch.channels_last)
     g = torch.randn(B, 3, 4 * lr, 4 * lr, device="cuda")
-    res, mem = {}, {}
+    res, mem, kernels = {}, {}, {}
     for name, flag in (("eager", False), ("fused", True)):
         G.set_fused(flag)
         step = train_step(G, x, g, dtype)
@@ -111,6 +123,7 @@ def generator_variants(B, lr, dtype, args):
         step()
         torch.cuda.synchronize()
         mem[name] = (torch.cuda.max_memory_allocated() - base) / 2**30
+        kernels[name] = kernels_per_call(step)
         res[name] = _timed(step, args.warmup, args.reps)
         res[name + "_graph"] = _timed(graphed(step), args.warmup, args.reps)
         if flag:
@@ -121,7 +134,7 @@ def generator_variants(B, lr, dtype, args):
         for blk in G.body:  # regional compile: one graph per RRDB, reused 23 times
             blk.compile()
         res["compile"] = _timed(train_step(G, x, g, dtype), args.warmup, args.reps)
-    return res, mem
+    return res, mem, kernels
 
 
 def inference(args):
@@ -174,9 +187,10 @@ def main(argv=None) -> int:
         rows.append({"work": f"dense block fwd+bwd LR{lr}", **dense})
         rows.append({"work": f"RRDB fwd+bwd LR{lr}", **rrdb_res})
         flush()
-        g_res, mem = generator_variants(16, lr, dtype, args)
+        g_res, mem, kernels = generator_variants(16, lr, dtype, args)
         rows.append({"work": f"G fwd+bwd LR{lr}", **g_res})
         rows.append({"work": f"G step peak memory LR{lr} (GiB)", **mem})
+        rows.append({"work": f"G step GPU kernels LR{lr} (count)", **kernels})
         flush()
     size, inf = inference(args)
     rows.append({"work": f"inference 1x3x{size}x{size} -> x4 fp16", **inf})
