@@ -91,6 +91,9 @@ def test_real_and_fake_receive_no_gradient():
 # ---- gradient_penalty (fused path and options) against the reference ----------------------------------
 
 import copy  # noqa: E402
+import functools  # noqa: E402
+
+import torch.nn.functional as F  # noqa: E402
 
 from torch.nn.utils import spectral_norm  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
@@ -281,6 +284,99 @@ def test_r1_from_logits_equals_r1_penalty(make_d):
     x = real.clone()
     with pytest.raises(ValueError, match="requires_grad"):
         r1_penalty_from_logits(D(x), x)
+
+
+class PixelLinearD(nn.Module):
+    """Per-pixel logits D(x)_{b,h,w} = <w, x_b[:, h, w]> (a 1x1 conv): the gradient of each sample's mean
+    logit is w / (H W) at every pixel, so n_b = ||w|| / sqrt(H W) (the sum's gradient would give ||w|| sqrt(H W))."""
+
+    def __init__(self, ch):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(ch, dtype=torch.float64))
+
+    def forward(self, x):
+        return torch.einsum("bchw,c->bhw", x, self.w).unsqueeze(1)
+
+
+class Upsampled(nn.Module):
+    """D's output map repeated x2 (nearest): the same discriminator, four times as many logits."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.d = d
+
+    def forward(self, x):
+        return F.interpolate(self.d(x), scale_factor=2, mode="nearest")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("fused", [True, False, "reference"])
+def test_per_pixel_d_closed_form(kind, fused):
+    torch.manual_seed(15)
+    real, fake = _imgs(B=2, shape=(3, 4, 4))
+    D = PixelLinearD(3)
+    with torch.no_grad():
+        D.w.mul_(8.0 / D.w.norm())  # n = 8 / sqrt(16) = 2: every branch of every kind is active
+    fn = gradient_penalty_reference if fused == "reference" else functools.partial(gradient_penalty, fused=fused)
+    expect = {"wgan-gp": 10.0, "one-sided": 10.0, "r1": 5.0 * 4.0}[kind]
+    torch.testing.assert_close(fn(D, real, fake, lam=10.0, kind=kind).item(), expect)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("fused", [True, False, "reference"])
+def test_penalty_invariant_to_upsampled_output_map(kind, fused):
+    """The penalty is on each sample's MEAN logit, the quantity the relativistic losses use: repeating
+    D's output map x2 changes neither the penalty nor D's gradient (on the sum it grew 13.15 -> 575.3)."""
+    torch.manual_seed(16)
+    D = _plain_d().double()
+    with torch.no_grad():
+        D[2].weight.mul_(40.0)  # per-sample norms ~1.5, so the one-sided penalty is not 0
+    real, fake = torch.randn(3, 3, 8, 8, dtype=torch.float64), torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    if fused == "reference":
+        fn = lambda d: gradient_penalty_reference(d, real, fake, 10.0, kind,  # noqa: E731
+                                                  generator=torch.Generator().manual_seed(4))
+    else:
+        fn = lambda d: gradient_penalty(d, real, fake, 10.0, kind, fused=fused,  # noqa: E731
+                                        generator=torch.Generator().manual_seed(4))
+    base = _d_step(D, fn)
+    up = _d_step(Upsampled(D), fn)
+    assert base[0] > 0
+    _assert_same_step(up, base)
+
+
+def test_r1_from_logits_invariant_to_upsampled_output_map():
+    torch.manual_seed(17)
+    D = _plain_d().double()
+    real = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+
+    def from_logits(d):
+        x = real.clone().requires_grad_(True)
+        return r1_penalty_from_logits(d(x), x, lam=4.0, fused=True)
+
+    _assert_same_step(_d_step(Upsampled(D), from_logits), _d_step(D, from_logits))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("fused", [True, False, "reference"])
+def test_nan_input_gives_nan_penalty(kind, fused):
+    """NaN in gives NaN out on every path (the fused one-sided penalty once returned 0.0 here)."""
+    torch.manual_seed(18)
+    D = _plain_d().double()
+    real, fake = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    real[1, 0, 3, 3] = fake[1, 0, 3, 3] = float("nan")
+    fn = gradient_penalty_reference if fused == "reference" else functools.partial(gradient_penalty, fused=fused)
+    assert torch.isnan(fn(D, real, fake, lam=10.0, kind=kind))
+    x = real.clone().requires_grad_(True)
+    if kind == "r1" and fused is True:
+        assert torch.isnan(r1_penalty_from_logits(D(x), x, fused=True))
+
+
+def test_d_output_without_batch_dim_is_a_clear_error():
+    D = lambda x: _plain_d().double()(x).mean()  # noqa: E731  (one scalar for the whole batch)
+    real = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    for fn in (gradient_penalty_reference, gradient_penalty):
+        with pytest.raises(ValueError, match=r"D must return a \(B, \.\.\.\) tensor with B = 2"):
+            fn(D, real, real.clone())
 
 
 def test_bad_inputs_give_clear_errors():

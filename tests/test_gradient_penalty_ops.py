@@ -77,6 +77,23 @@ def test_zero_gradient_sample_gets_zero_derivative():
         torch.testing.assert_close(ga, gb)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("norm_scale", [0.3, 2.0], ids=["below1", "above1"])
+def test_nan_in_gives_nan_out(kind, norm_scale):
+    """A NaN gradient element makes the penalty NaN and its sample's derivative NaN on the kernel as on
+    the reference (a `n > 1 ? ... : 0` branch once turned the one-sided penalty's NaN into 0)."""
+    g = torch.randn(3, 2, 3, 2, dtype=torch.float64)
+    g = (g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * norm_scale).detach()  # every norm = norm_scale
+    g[1, 0, 2, 1] = float("nan")
+    g.requires_grad_(True)
+    a, b = gp_penalty(g, kind, 2.0, fused=True), gp_penalty_reference(g, kind, 2.0)
+    assert torch.isnan(a) and torch.isnan(b)
+    (ga,) = torch.autograd.grad(a, g)
+    (gb,) = torch.autograd.grad(b, g)
+    assert torch.isnan(ga[1, 0, 2, 1]) and torch.isfinite(ga[[0, 2]]).all()
+    torch.testing.assert_close(ga, gb, equal_nan=True)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_cpu_interpolate_equals_reference(channels_last, fresh_seed, poison):
     real = torch.randn(3, 2, 4, 5, dtype=torch.float64, requires_grad=True)

@@ -5,12 +5,20 @@ Spec (what `gradient_penalty_reference` computes; `gradient_penalty` must equal 
     eps_b ~ U(0, 1), one per sample: torch.rand(B, generator=generator) (on the generator's device)
     xhat  = eps * real + (1 - eps) * fake            kinds "wgan-gp", "one-sided"
     xhat  = real                                     kind  "r1"
-    g     = autograd.grad(D(xhat).sum(), xhat, create_graph=True)
+    m_b   = mean of D(xhat)_b over its non-batch dims    (one logit: the logit; per-pixel: their mean)
+    g     = autograd.grad(sum_b m_b, xhat, create_graph=True)      g_b = d m_b / d xhat_b
     n_b   = ||g_b||_2 over every non-batch dim (C, H, W)
     "wgan-gp":   lam * mean_b (n_b - 1)^2                      (Gulrajani et al. 2017)
     "one-sided": lam * mean_b max(0, n_b - 1)^2                (same paper, appendix)
     "r1":        lam / 2 * mean_b n_b^2                        (Mescheder et al. 2018, StyleGAN2:
                                                                 lam is their gamma, hence the 1/2)
+
+The gradient is of each sample's MEAN output, the quantity the relativistic losses compare (they
+average D's output map): a one-logit D (VGG) is penalised exactly as in the papers, and a per-pixel
+D (U-Net) gets the same unit-norm target on what its loss sees. Differentiating the SUM instead
+would scale n_b by the number of output pixels (4096 at crop 64), and D would meet the penalty by
+cancelling per-pixel gradients, keeping its real/fake gap near zero; with the mean the penalty does
+not change when D's output map is upsampled (tests/test_gradient_penalty.py checks it).
 
 real and fake are detached: the penalty trains D only. The penalty runs its own D forward on
 xhat, so a BatchNorm D in train mode normalises xhat with xhat's batch statistics (the per-sample
@@ -86,6 +94,18 @@ def _penalty_from_norms(n: torch.Tensor, kind: str, lam: float) -> torch.Tensor:
     return 0.5 * lam * n.square().mean()
 
 
+def _mean_output_gradient(out: torch.Tensor, x: torch.Tensor, op: str = "gradient_penalty") -> torch.Tensor:
+    """d (sum_b mean D(x)_b) / d x, with the graph kept for the double backward (the spec's g)."""
+    B = x.shape[0]
+    if not isinstance(out, torch.Tensor) or out.dim() < 1 or out.shape[0] != B:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{op}: D must return a (B, ...) tensor with B = {B}, got {got}")
+    # the mean in the compute dtype: a bf16 mean over thousands of logits would round the 1/M weights
+    m = out.reshape(B, -1).to(compute_dtype(out.dtype)).mean(1)
+    (g,) = torch.autograd.grad(m.sum(), inputs=[x], create_graph=True)
+    return g
+
+
 def gradient_penalty_reference(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
                                fake: torch.Tensor | None, lam: float = 10.0, kind: str = "wgan-gp",
                                eps: torch.Tensor | None = None,
@@ -102,7 +122,7 @@ def gradient_penalty_reference(D: Callable[[torch.Tensor], torch.Tensor], real: 
         _check_eps(eps, B)
         e = eps.to(device=real.device, dtype=real.dtype).view(B, *([1] * (real.dim() - 1)))
         xhat = (e * real.detach() + (1 - e) * fake.detach()).requires_grad_(True)
-    (g,) = torch.autograd.grad(D(xhat).sum(), xhat, create_graph=True)
+    g = _mean_output_gradient(D(xhat), xhat)
     n = torch.linalg.vector_norm(g.flatten(1).to(compute_dtype(real.dtype)), dim=1)
     return _penalty_from_norms(n, kind, float(lam))
 
@@ -195,13 +215,13 @@ def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
         out = D(xhat)
     # backward outside any autocast (also a caller's): recorded double-backward ops keep their dtypes
     with torch.autocast(real.device.type, enabled=False):
-        (g,) = torch.autograd.grad(out.sum(), inputs=[xhat], create_graph=True)
+        g = _mean_output_gradient(out, xhat)
         return gp_penalty(g, kind, weight, fused=fused)
 
 
 def r1_penalty_from_logits(real_logits: torch.Tensor, real: torch.Tensor, lam: float = 10.0,
                            fused: bool | None = None) -> torch.Tensor:
-    """R1 = lam / 2 * mean_b ||d sum(D(real)) / d real_b||^2 from the D step's own forward on real.
+    """R1 = lam / 2 * mean_b ||d mean(D(real)_b) / d real_b||^2 from the D step's own forward on real.
 
     Saves the penalty's extra D forward (as StyleGAN2 does): set `real.requires_grad_(True)` before
     `real_logits = D(real)`, then call this. With a BatchNorm D this is exactly `gradient_penalty(...,
@@ -218,5 +238,5 @@ def r1_penalty_from_logits(real_logits: torch.Tensor, real: torch.Tensor, lam: f
     from ..ops.gradient_penalty import gp_penalty
 
     with torch.autocast(real.device.type, enabled=False):
-        (g,) = torch.autograd.grad(real_logits.sum(), inputs=[real], create_graph=True)
+        g = _mean_output_gradient(real_logits, real, op="r1_penalty_from_logits")
         return gp_penalty(g, "r1", 0.5 * float(lam), fused=fused)

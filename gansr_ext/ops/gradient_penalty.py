@@ -7,6 +7,8 @@ Spec (the `*_reference` functions compute it; the kernels must equal it)::
         f(n) = (n - 1)^2 ("wgan-gp"),  max(0, n - 1)^2 ("one-sided"),  n^2 ("r1")
     d gp_penalty / d g_b = weight / B * f'(n_b) / n_b * g_b
         (0 at n_b = 0 for "wgan-gp"/"one-sided": torch's subgradient of the norm; 2 weight / B * g_b for "r1")
+    NaN in g gives a NaN penalty and a NaN derivative (never 0), as torch's ops give, on every path:
+    a NaN n_b counts as "above" every branch bound (n_b > 1 for "one-sided" included).
 
 eps is drawn outside the kernel (`gansr_ext.losses.penalty.draw_eps`: torch.rand from the caller's
 generator), so the fused path and the reference see the same eps and reproducibility is torch's.
@@ -75,15 +77,19 @@ def gp_interpolate_reference(real: torch.Tensor, fake: torch.Tensor, eps: torch.
 
 
 def _f_and_h(n: torch.Tensor, kind: str):
-    """f(n) and h(n) = f'(n) / n (0 where the norm's subgradient is taken as 0)."""
-    pos = n > 0
+    """f(n) and h(n) = f'(n) / n (0 where the norm's subgradient is taken as 0; NaN for a NaN n)."""
+    pos = _above(n, 0)
     safe = torch.where(pos, n, torch.ones_like(n))
     if kind == "r1":
         return n.square(), torch.full_like(n, 2.0)
     if kind == "wgan-gp":
         return (n - 1).square(), torch.where(pos, 2 - 2 / safe, torch.zeros_like(n))
-    active = n > 1
-    return (n - 1).clamp_min(0).square(), torch.where(active, 2 - 2 / safe, torch.zeros_like(n))
+    return (n - 1).clamp_min(0).square(), torch.where(_above(n, 1), 2 - 2 / safe, torch.zeros_like(n))
+
+
+def _above(n: torch.Tensor, bound: float) -> torch.Tensor:
+    """n > bound, and True for NaN, so NaN reaches the formula and comes out NaN (as in gp_math.h)."""
+    return ~(n <= bound)
 
 
 def gp_penalty_reference(g: torch.Tensor, kind: str = "wgan-gp", weight: float = 1.0) -> torch.Tensor:
@@ -146,13 +152,13 @@ def _pen_bwd_backward(ctx, G):
     ct, B = norms.dtype, g.shape[0]
     k = ctx.weight / B
     n = norms
-    pos = n > 0
+    pos = _above(n, 0)
     inv = torch.where(pos, 1 / torch.where(pos, n, torch.ones_like(n)), torch.zeros_like(n))
     _, h = _f_and_h(n, kind)
     if kind == "r1":
         dh = torch.zeros_like(n)
     else:
-        dh = torch.where(n > (1 if kind == "one-sided" else 0), 2 * inv.square(), torch.zeros_like(n))
+        dh = torch.where(_above(n, 1 if kind == "one-sided" else 0), 2 * inv.square(), torch.zeros_like(n))
     gl = grad_loss.to(ct)
     gn = grad_norms.to(ct) if ctx.has_gn else torch.zeros_like(n)
     c = k * gl * h + gn * inv
