@@ -187,7 +187,8 @@ def _upscaler(model, device, dtype, tile):
         model = copy.deepcopy(model)  # Upscaler moves / freezes the module in place: leave the caller's alone
     elif not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"evaluate: a model must be an nn.Module or a checkpoint path, got {type(model).__name__}")
-    return Upscaler(model, device=device, dtype=dtype, tile=tile)
+    # pre_pad=0: the model on the plain LR image, as BasicSR's test script runs it (comparable numbers)
+    return Upscaler(model, device=device, dtype=dtype, tile=tile, pre_pad=0)
 
 
 # --- per-set evaluation ----------------------------------------------------------------------------
@@ -557,7 +558,10 @@ def evaluate(models: dict, datasets: dict, out_dir, scale: int = 4, device=None,
 
 # --- CLI ------------------------------------------------------------------------------------------------
 def _named(values, what: str) -> dict:
-    """'NAME=PATH' or 'PATH' (name = file stem / folder name), unique names."""
+    """'NAME=PATH' or 'PATH' (name = file stem / folder name), unique names. A model may also be a
+    pretrained model's name (`gansr models`): its package must be installed."""
+    from gansr_ext.models import zoo
+
     out = {}
     for v in values or []:
         name, path = v.split("=", 1) if "=" in v and not Path(v).exists() else ("", v)
@@ -565,15 +569,19 @@ def _named(values, what: str) -> dict:
         base, i = name, 2
         while name in out:
             name, i = f"{base}_{i}", i + 1
-        if not Path(path).exists():
-            raise FileNotFoundError(f"gansr eval: {what} {path} does not exist")
+        if what == "model" and zoo.is_zoo_name(path):
+            zoo.model_files(path)  # MissingModelPackageError naming the extra, before any work
+        elif not Path(path).exists():
+            hint = f" and is not a pretrained model's name ({', '.join(zoo.ZOO)})" if what == "model" else ""
+            raise FileNotFoundError(f"gansr eval: {what} {path} does not exist{hint}")
         out[name] = path
     return out
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", action="append", default=[], metavar="[NAME=]CKPT",
-                        help="generator checkpoint (repeatable); bicubic is always evaluated")
+                        help="generator checkpoint or pretrained model's name (`gansr models`), repeatable; "
+                             "bicubic is always evaluated")
     parser.add_argument("--data", action="append", required=True, metavar="[NAME=]DIR",
                         help="test set: a folder of HR images, or with HR/ and LR/ (LRbicx4/) subfolders (repeatable)")
     parser.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder for tables and figures")
@@ -598,9 +606,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    try:
+        models, datasets = _named(args.model, "model"), _named(args.data, "data folder")
+    except (FileNotFoundError, ImportError) as e:  # a missing file, or a zoo model's package not installed
+        print(f"gansr eval: error: {e}", file=sys.stderr)
+        return 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)  # scipy sqrtm / torchvision chatter
-        result = evaluate(_named(args.model, "model"), _named(args.data, "data folder"), args.out, scale=args.scale,
+        result = evaluate(models, datasets, args.out, scale=args.scale,
                           device=args.device, metrics=args.metrics, crops=args.crops,
                           pretrained=not args.random_weights, fid_weights=args.fid_weights,
                           lpips_weights=args.lpips_weights, lpips_net=args.lpips_net, tile=args.tile, dtype=args.dtype,

