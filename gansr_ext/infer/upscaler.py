@@ -18,8 +18,9 @@ image before tiling, so tiled == untiled still holds.
 
 dtype "auto": fp16 on CUDA; on a CPU with native bf16 (AVX512-BF16 or AMX) bf16 when the model's bf16
 output on a fixed probe image stays within BF16_MIN_PSNR dB of its fp32 output (checked once per
-Upscaler, two small forwards), else fp32. Measured on Real-ESRGAN x4plus: 49.7 dB on a natural 32x32
-image (astronaut crop, tests/data/ncnn_reference), 42.5 dB on the probe; bf16 takes ~0.55x the fp32 time.
+Upscaler, two 16x16 forwards), else fp32. Measured on Real-ESRGAN x4plus: 47.1 dB on the probe, 48.4 dB
+(RGB, 8-bit output, at most 11 levels of 255) on a natural 32x32 image (tests/data/ncnn_reference);
+speed: python/bench_upscale.py, bench/results/.
 """
 
 from __future__ import annotations
