@@ -10,7 +10,9 @@ Vulkan library at import), and converted on load by `gansr_ext.models.ncnn` (a f
 
 Inputs are RGB in [0, 1], as for every RRDBNet here. The official ncnn tools reflect-pad the LR image by
 10 pixels on every side and crop 4x that from the output; the receptive field is large, so without that
-the outer ~40 LR pixels differ from their output (interior equal to within 1 level of 255).
+the outer ~40 LR pixels differ from their output (interior equal to within 1 level of 255). The Upscaler
+and `gansr upscale` do the same by default (`pre_pad`). `load_generator(NAME)` and every `--model` take
+a zoo name; `gansr upscale` without --model uses `default_model()`.
 """
 
 from __future__ import annotations
