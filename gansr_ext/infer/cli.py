@@ -102,9 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"half-width of the blending ramp between tiles (default {DEFAULT_FEATHER})")
     parser.add_argument("--batch-tiles", type=_int_at_least(1), default=4, help="tiles per forward pass (default 4)")
     parser.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
-                        help="compute dtype; auto (default): fp16 on CUDA, on a CPU with native bf16 bf16 when the "
-                             f"model's bf16 output is within {BF16_MIN_PSNR:g} dB PSNR of fp32's on a probe image, "
-                             "else fp32 (fp16 on a CPU falls back to fp32)")
+                        help="compute dtype; auto (default): fp16 on CUDA; on a CPU with native bf16, bf16 when the "
+                             f"PSNR of the model's bf16 output against its fp32 output on a probe image is at least "
+                             f"{BF16_MIN_PSNR:g} dB; else fp32 (fp16 on a CPU falls back to fp32)")
     parser.add_argument("--pre-pad", type=_int_at_least(0), default=DEFAULT_PRE_PAD,
                         help="input pixels reflect-padded on every side before the network and cropped after, "
                              f"as the official ncnn tools (default {DEFAULT_PRE_PAD}; 0: none)")
