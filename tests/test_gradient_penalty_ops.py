@@ -259,3 +259,31 @@ def test_cuda_opcheck():
     r, f, e = (torch.randn(3, 2, 4, 5, device="cuda", requires_grad=True), torch.randn(3, 2, 4, 5, device="cuda"),
                torch.rand(3, device="cuda"))
     torch.library.opcheck(torch.ops.gansr.gp_interpolate.default, (r, f, e, True))
+
+
+# ---- the CUDA kernels, executed on the CPU (tests/cuda_on_cpu) ------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cuda_kernels_nan_in_gives_nan_out_emulated(kind):
+    """gp_kernels.cu, unmodified, run by the CPU emulator of tests/test_kernels_on_cpu.py: a NaN gradient
+    element gives a NaN penalty and its sample a NaN derivative, as the reference does. Norms below 1,
+    where the one-sided branch once turned NaN into 0."""
+    from cuda_on_cpu.harness import Buffer, build
+
+    k = build("gp")
+    g = torch.randn(3, 2, 3, 2) * 0.05
+    g[1, 0, 2, 1] = float("nan")
+    B, per, code, scale = 3, 12, KIND_CODES[kind], 10.0 / 3
+    chunks = k.value("gp_penalty_chunks", per)
+    partial, norms, loss = Buffer(shape=(B, chunks), dtype=torch.float32), Buffer(shape=(B,), dtype=torch.float32), \
+        Buffer(shape=(1,), dtype=torch.float32)
+    k.run("gp_launch_penalty_fwd", 0, g, B, per, code, scale, partial.t, chunks, norms.t, loss.t)
+    ref_norms = torch.linalg.vector_norm(g.flatten(1), dim=1)
+    torch.testing.assert_close(norms.t, ref_norms, equal_nan=True)  # written: NaN only for sample 1
+    assert torch.isnan(loss.t[0])
+    out = Buffer(shape=tuple(g.shape), dtype=torch.float32)
+    k.run("gp_launch_penalty_bwd", 0, g, norms.t, torch.ones(1), None, B, per, code, scale, out.t)
+    x = g.clone().requires_grad_(True)
+    (expect,) = torch.autograd.grad(gp_penalty_reference(x, kind, 10.0), x)
+    assert out.guards_intact()
+    torch.testing.assert_close(out.t, expect, equal_nan=True)
