@@ -69,10 +69,10 @@ _SPEC = "losses.frequency={type: spectral, weight: 1.0}"
 ROWS: dict[str, list[str]] = {
     **{name.lower(): [f"losses.gan={{type: {name.lower()}, weight: 5.0e-3}}", _NONE]
        for name in ("RaGAN", "RaHinge", "RaLS", "RcGAN", "RcHinge", "RcLS")},
-    "ragp": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 10.0}}", _NONE],
-    "ragp+fft0.3": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 10.0}}", _FFT3],
-    "ragp+fft0.5": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 10.0}}", _FFT5],
-    "ragp+spectral": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 10.0}}", _SPEC],
+    "ragp": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 1.0}}", _NONE],
+    "ragp+fft0.3": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 1.0}}", _FFT3],
+    "ragp+fft0.5": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 1.0}}", _FFT5],
+    "ragp+spectral": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 1.0}}", _SPEC],
     "ragan+fft0.3": ["losses.gan={type: ragan, weight: 5.0e-3}", _FFT3],
     "ragan+spectral": ["losses.gan={type: ragan, weight: 5.0e-3}", _SPEC],
     "wgan-gp": ["losses.gan={type: wgan-gp, weight: 5.0e-3, args: {lam: 10.0}}", _NONE],

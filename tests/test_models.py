@@ -230,3 +230,16 @@ def test_unet_discriminator_matches_real_esrgan_and_takes_any_size():
         d(torch.rand(1, 3, 4, 16))
     d_noskip = UNetDiscriminatorSN(nf=8, skip_connection=False)
     assert d_noskip(torch.rand(1, 3, 16, 16)).shape == (1, 1, 16, 16)
+
+
+def test_vgg_discriminator_without_batch_norm_scores_each_sample_alone():
+    # A gradient penalty is per sample; BatchNorm (train mode) makes one sample's logit depend on the others
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 128, 128)
+    for batch_norm, coupled in ((True, True), (False, False)):
+        d = VGGDiscriminator128(nf=8, batch_norm=batch_norm).train()
+        alone = d(x[:2])
+        with_others = d(torch.cat([x[:2], x[2:] * 0.1]))[:2]
+        assert (not torch.allclose(alone, with_others, atol=1e-6)) == coupled, batch_norm
+    names = set(VGGDiscriminator128(nf=8, batch_norm=False).state_dict())
+    assert not any(n.startswith("bn") for n in names) and "conv1_0.bias" in names

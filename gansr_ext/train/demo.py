@@ -90,7 +90,6 @@ def _overrides(args, device: str, budget: Budget, run_root: Path, pretrained: bo
         f"data.num_workers={4 if device == 'cuda' else 0}", "val.every=0", "val.metrics=[psnr, ssim]",
         "val.best_metric=psnr",
         "val.save_images=3", "checkpoint.keep_last=1", "log.every=5",
-        "train.ema_decay=0.99",  # 0.999 averages over ~1000 steps: longer than these runs
         f"losses.perceptual.args.pretrained={str(pretrained).lower()}",
     ]
 
