@@ -164,8 +164,10 @@ def gp_forward(k, g, kind):
 GP_SHAPES = [(1, 3, 5, 7), (2, 3, 31, 29), (2, 3, 64, 70)]  # 1, 2 and 7 chunks
 
 
-def check_penalty_forward(k, shape, kind, dtype):
+def check_penalty_forward(k, shape, kind, dtype, cap=None):
     g = (torch.randn(shape) * 0.05).to(dtype)
+    if cap:
+        k.configure(grid_x_caps={"sumsq_small_kernel": cap})
     loss, norms = gp_forward(k, g, kind)
     close(norms, torch.linalg.vector_norm(g.double().flatten(1), dim=1), rtol=RTOL[acc(dtype)] * 5)
     close(loss, gp_penalty_reference(g.double(), kind, weight=10.0), rtol=RTOL[acc(dtype)] * 20, atol=1e-12)
@@ -180,8 +182,25 @@ def test_gp_penalty_kernels_match_reference(k, shape, kind, dtype):
 
 
 @lib("gp")
+@pytest.mark.parametrize("dtype", list(DTYPE_CODES))
+@pytest.mark.parametrize("shape,cap", [((1, 1), None), ((37, 2, 3), None), ((37, 32), 1)])
+def test_gp_penalty_small_samples_one_thread_each(k, shape, cap, dtype):
+    check_penalty_forward(k, shape, "wgan-gp", dtype, cap)
+
+
+@lib("gp")
 def test_gp_penalty_finish_kernel_loops_over_more_samples_than_threads(k):
     check_penalty_forward(k, (300, 5), "one-sided", torch.bfloat16)
+
+
+@lib("gp")
+def test_gp_kernels_take_a_batch_beyond_the_grid_y_limit(k):
+    # gridDim.y stops at 65535 and the CPU op takes any batch: B must not be a y index. Tiny samples
+    # (3 elements) keep the 65,537-sample run to a fraction of a second.
+    shape = (65537, 3)
+    check_interpolate(k, shape, torch.float32)
+    check_penalty_forward(k, shape, "one-sided", torch.float32)
+    check_penalty_backward(k, shape, "wgan-gp", torch.float32, with_grad_norms=True)
 
 
 def check_penalty_backward(k, shape, kind, dtype, with_grad_norms, cap=None):

@@ -62,14 +62,15 @@ __global__ void interpolate_kernel(const T* __restrict__ real, const T* __restri
   }
 }
 
-// grid (chunks, B): sum of squares of one chunk of one sample
+// grid (B, chunks): sum of squares of one chunk of one sample. The batch is the x dimension:
+// gridDim.y stops at 65535, chunks (<= 128) never come near it.
 template <typename T>
 __global__ void sumsq_partial_kernel(const T* __restrict__ g, int64_t per, typename Acc<T>::type* __restrict__ partial) {
   using A = typename Acc<T>::type;
   __shared__ A smem[kThreads / 32];
-  const int64_t b = blockIdx.y, chunks = gridDim.x;
+  const int64_t b = blockIdx.x, chunks = gridDim.y;
   const int64_t chunk = (per + chunks - 1) / chunks;
-  const int64_t lo = blockIdx.x * chunk, hi = min(per, lo + chunk);
+  const int64_t lo = blockIdx.y * chunk, hi = min(per, lo + chunk);
   const T* x = g + b * per;
   A v = A(0);
   for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
@@ -77,7 +78,26 @@ __global__ void sumsq_partial_kernel(const T* __restrict__ g, int64_t per, typen
     v += t * t;
   }
   v = block_sum(v, smem);
-  if (threadIdx.x == 0) partial[b * chunks + blockIdx.x] = v;
+  if (threadIdx.x == 0) partial[b * chunks + blockIdx.y] = v;
+}
+
+// Samples of at most kSmallSample elements (one chunk): one thread sums each, in order. A block per
+// sample would leave most of its threads idle.
+constexpr int64_t kSmallSample = 32;
+
+template <typename T>
+__global__ void sumsq_small_kernel(const T* __restrict__ g, int64_t B, int64_t per,
+                                   typename Acc<T>::type* __restrict__ partial) {
+  using A = typename Acc<T>::type;
+  for (int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; b < B; b += (int64_t)gridDim.x * blockDim.x) {
+    const T* x = g + b * per;
+    A v = A(0);
+    for (int64_t i = 0; i < per; ++i) {
+      const A t = load(x, i);
+      v += t * t;
+    }
+    partial[b] = v;
+  }
 }
 
 // one block: norms[b] and loss = scale * sum_b f(n_b), every sum in a fixed order
@@ -147,8 +167,13 @@ cudaError_t launch_penalty_fwd(int dtype, const void* g, int64_t B, int64_t per,
   return dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
     using A = typename Acc<T>::type;
-    sumsq_partial_kernel<T><<<dim3(chunks, (unsigned)B), kThreads, 0, stream>>>(static_cast<const T*>(g), per,
-                                                                               static_cast<A*>(partial));
+    if (chunks == 1 && per <= kSmallSample) {
+      sumsq_small_kernel<T><<<grid_for(B), kThreads, 0, stream>>>(static_cast<const T*>(g), B, per,
+                                                                 static_cast<A*>(partial));
+    } else {
+      sumsq_partial_kernel<T><<<dim3((unsigned)B, chunks), kThreads, 0, stream>>>(static_cast<const T*>(g), per,
+                                                                                 static_cast<A*>(partial));
+    }
     penalty_finish_kernel<A><<<1, kThreads, 0, stream>>>(static_cast<const A*>(partial), B, chunks, kind, A(scale),
                                                          static_cast<A*>(norms), static_cast<A*>(loss));
     return cudaGetLastError();
