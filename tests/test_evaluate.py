@@ -11,7 +11,7 @@ from skimage import data as skdata
 
 from conftest import requires_cuda
 from gansr_ext.data import imresize, make_lr
-from gansr_ext.evaluate import evaluate, find_pairs, parse_crop
+from gansr_ext.evaluate import Crop, EvalOptions, evaluate, find_pairs, parse_crop
 from gansr_ext.metrics import psnr, ssim
 from gansr_ext.models import RRDBNet, save_generator
 
@@ -162,6 +162,10 @@ def test_bad_inputs(tmp_path, hr_dir):
     (tmp_path / "empty" / "HR").mkdir(parents=True)  # an HR/ folder without images (and no LR/)
     with pytest.raises(ValueError, match="no images in"):
         evaluate({}, {"e": tmp_path / "empty"}, tmp_path / "o", metrics=("psnr",), progress=False)
+    with pytest.raises(TypeError, match="EvalOptions"):  # the old positional scale
+        evaluate({}, {"s": hr_dir}, tmp_path / "o", 4)
+    opts = EvalOptions(metrics=["ssim", "niqe"], crops=["cat:1,2,3"])  # columns in METRICS order, crops parsed
+    assert opts.metrics == ("niqe", "ssim") and opts.crops == (Crop("cat", 1, 2, 3),)
     with pytest.raises(ValueError, match="NAME:X,Y,SIZE"):
         parse_crop("cat:1,2")
     assert parse_crop("a:b:1,2,30").image == "a:b"
