@@ -303,7 +303,7 @@ def test_cuda_fused_training_matches_unfused_and_bf16_runs(tmp_path):
 def test_item_seeding_leaves_the_cuda_generators_alone(monkeypatch):
     # per-item seeding must touch (and restore) the CPU generator only: reseeding the CUDA generators
     # would tie the training step's GPU randomness (e.g. the penalty's eps) to the last item loaded
-    from gansr_ext.train.builders import EpochSeededDataset
+    from gansr_ext.data.datasets import EpochSeededDataset
 
     calls = []
     monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
@@ -372,3 +372,22 @@ def test_a_learning_discriminator_is_not_reported_and_its_input_gradient_is_logg
     assert "not learning" not in (tmp_path / "run" / "train.log").read_text()
     last = read_csv(tmp_path / "run" / "train_log.csv")[-1]
     assert float(last["d_input_grad"]) == pytest.approx(float(D.weight.detach().norm()) / 16, rel=1e-5)
+
+
+@pytest.mark.parametrize("gan_type", ["ragan", "ragp"])
+def test_a_gan_step_syncs_with_the_host_twice(tmp_path, monkeypatch, gan_type):
+    """Logged values stay on the device until their log row. Per GAN step: one host sync for each
+    loss's finiteness (the D one brings d_loss for the guard); per log row: one for the interval's
+    means and one for D's input-gradient probe. (Before: 10-12 per step, one `.item()` per value.)"""
+    from test_train_helpers import HostSyncCounter
+
+    counts = {}
+    for stop in (4, 8):  # the difference: 4 steps and 1 log row, inside the first epoch
+        cfg = tiny_cfg(tmp_path / str(stop), "train.total_iters=20", "checkpoint.every=0", "log.every=4",
+                       "losses.frequency.weight=0.3", f"losses.gan.type={gan_type}", stage="gan")
+        tr = make(cfg, train_set=TinyImages(n=20), val_set=None)
+        with monkeypatch.context() as m:
+            counter = HostSyncCounter(m)
+            tr.train(stop_at=stop)
+        counts[stop] = counter.count
+    assert counts[8] - counts[4] == 4 * 2 + 2, counts

@@ -71,3 +71,25 @@ def assert_same_weights(a: dict, b: dict):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+class HostSyncCounter:
+    """Counts the host syncs that the package's own code asks for: `.item()`, `.tolist()`, `bool()`,
+    `float()`, `int()` of a tensor called from a file under `gansr_ext/` (on a GPU each waits for the
+    device; a library's internal reads of CPU scalars, e.g. Adam's step count, are not counted)."""
+
+    METHODS = ("item", "tolist", "__bool__", "__float__", "__int__")
+
+    def __init__(self, monkeypatch):
+        import sys
+
+        self.count = 0
+        for name in self.METHODS:
+            original = getattr(torch.Tensor, name)
+
+            def counted(t, *a, _original=original, **kw):
+                if "/gansr_ext/" in sys._getframe(1).f_code.co_filename.replace("\\", "/"):
+                    self.count += 1
+                return _original(t, *a, **kw)
+
+            monkeypatch.setattr(torch.Tensor, name, counted)

@@ -17,6 +17,7 @@ _LAZY = {
     "ImageReadError": "io", "IMAGE_EXTENSIONS": "io",
     "PairedImageDataset": "datasets", "HROnlyDataset": "datasets", "random_crop_pair": "datasets",
     "augment_pair": "datasets", "item_generator": "datasets", "UnreadableImageWarning": "datasets",
+    "EpochSeededDataset": "datasets", "EpochTaggedSampler": "datasets", "DataError": "datasets", "check_data": "datasets",
     "sample_images": "samples", "write_sample_folders": "samples",
     "extract_subimages": "prepare", "prepare_dataset": "prepare", "DATASETS": "prepare",
     "DatasetInfo": "prepare", "find_dataset_dirs": "prepare",

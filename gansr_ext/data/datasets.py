@@ -16,6 +16,7 @@ call ``set_epoch(epoch)`` at the start of each epoch. Unreadable images are repo
 from __future__ import annotations
 
 import numbers
+import random
 import re
 import warnings
 from pathlib import Path
@@ -28,7 +29,8 @@ from .imresize import _check_scale, imresize, modcrop
 from .io import ImageReadError, _to_float, list_images, read_image
 
 __all__ = ["PairedImageDataset", "HROnlyDataset", "UnreadableImageWarning", "item_generator",
-           "random_crop_pair", "augment_pair"]
+           "random_crop_pair", "augment_pair", "EpochSeededDataset", "EpochTaggedSampler",
+           "DataError", "check_data"]
 
 
 class UnreadableImageWarning(UserWarning):
@@ -277,3 +279,67 @@ class HROnlyDataset(_SRDataset):
         if self.augment:
             lr, hr = augment_pair(lr, hr, gen)
         return {"lr": _to_chw(lr), "hr": _to_chw(hr), "name": self.names[i]}
+
+
+# ---------------------------------------------------------------- training-data helpers
+
+class EpochSeededDataset(torch.utils.data.Dataset):
+    """Wraps a dataset so that item `(epoch, index)` is drawn with the Python/numpy/torch RNGs seeded
+    from (seed, epoch, index), and the caller's RNG states restored afterwards.
+
+    Random crops and flips then depend only on (seed, epoch, index): not on the worker that loads
+    the item nor on what was loaded before, which is what makes a resumed run see the same batches.
+    """
+
+    def __init__(self, inner, seed: int):
+        self.inner, self.seed = inner, seed
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        item_seed = (self.seed * 1_000_003 + epoch * 7_919 + index) % 2**32
+        py, npy, th = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        try:
+            random.seed(item_seed)
+            np.random.seed(item_seed)
+            # the CPU generator only: torch.manual_seed would also reseed (and not restore) the CUDA
+            # generators that the training step draws from (e.g. the gradient penalty's eps)
+            torch.random.default_generator.manual_seed(item_seed)
+            if hasattr(self.inner, "set_epoch"):
+                self.inner.set_epoch(epoch)
+            return self.inner[index]
+        finally:
+            random.setstate(py)
+            np.random.set_state(npy)
+            torch.set_rng_state(th)
+
+
+class DataError(ValueError):
+    """The configured data cannot be trained on (a missing folder, no usable image, sizes that disagree)."""
+
+
+def check_data(dataset, seed: int, key: str) -> None:
+    """Load one item as training will (RNG states restored afterwards), so a data problem is reported
+    before the run folder is created rather than at the first batch. The datasets skip unusable
+    images, so this fails only when none of them can be used."""
+    if len(dataset) == 0:
+        raise DataError(f"{key}: the dataset is empty")
+    try:
+        EpochSeededDataset(dataset, seed)[(0, 0)]
+    except (OSError, ValueError, RuntimeError, TypeError) as e:
+        raise DataError(f"{key}: {' '.join(str(e).split()) or type(e).__name__}") from None
+
+
+class EpochTaggedSampler(torch.utils.data.Sampler):
+    """Yields (epoch, index) keys for EpochSeededDataset."""
+
+    def __init__(self, inner, epoch: int):
+        self.inner, self.epoch = inner, epoch
+
+    def __len__(self):
+        return len(self.inner)
+
+    def __iter__(self):
+        return ((self.epoch, i) for i in self.inner)

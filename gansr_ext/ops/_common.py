@@ -2,39 +2,58 @@
 
 from __future__ import annotations
 
+from typing import Literal, Union
+
 import torch
 
 from .._ext import cuda_kernels_available, extension_available, require_extension
 
 
+FUSED_MODES = ("auto", "on", "off")
+Fused = Union[bool, None, Literal["auto", "on", "off"]]  # the one `fused` switch: ops, model, trainer, upscaler, CLI
+_FUSED_BOOLS = {None: "auto", True: "on", False: "off"}
+
+
+def fused_mode(fused: Fused) -> str:
+    """The `fused` vocabulary: 'auto' | 'on' | 'off', also spelt None | True | False."""
+    if fused is None or isinstance(fused, bool):
+        return _FUSED_BOOLS[fused]
+    if isinstance(fused, str) and fused.lower() in FUSED_MODES:
+        return fused.lower()
+    raise ValueError(f"fused must be one of {FUSED_MODES} (or None/True/False), got {fused!r}")
+
+
 def fused_available(device: torch.device) -> bool:
     """Whether the compiled ops can run on `device` (cpu always when `_C` is built; cuda when it holds
-    CUDA kernels). The one availability rule behind `fused=None` / `train.fused=auto`."""
+    CUDA kernels): what 'auto' resolves to."""
     if device.type == "cpu":
         return extension_available()
     return device.type == "cuda" and extension_available() and cuda_kernels_available()
 
 
-def use_fused(fused: bool | None, *tensors: torch.Tensor) -> bool:
-    """Resolve the `fused` switch for tensors on one device.
-
-    True: the compiled kernel (clear error when `_C` or its CUDA kernels are missing);
-    False: the pure-PyTorch reference; None: the kernel when available for the device.
-    """
-    device = tensors[0].device
+def resolve_fused(fused: Fused, device: torch.device | str) -> bool:
+    """The one resolver of the `fused` switch for a device: 'off' -> the pure-PyTorch reference;
+    'auto' -> the compiled kernels where built for the device; 'on' -> the compiled kernels, or a
+    RuntimeError saying what is missing (never a silent fallback)."""
+    mode, device = fused_mode(fused), torch.device(device)
+    if mode == "off":
+        return False
     if device.type not in ("cpu", "cuda"):
-        if fused:
+        if mode == "on":
             raise RuntimeError(f"gansr_ext fused ops run on cpu and cuda, not {device.type}")
         return False
-    if fused is False:
-        return False
-    if fused is None:
+    if mode == "auto":
         return fused_available(device)
     require_extension()
     if device.type == "cuda" and not cuda_kernels_available():
         raise RuntimeError("gansr_ext._C was built without CUDA kernels; rebuild with nvcc and a CUDA torch, "
                            "or pass fused=False")
     return True
+
+
+def use_fused(fused: Fused, *tensors: torch.Tensor) -> bool:
+    """`resolve_fused` for the device of the op's tensors."""
+    return resolve_fused(fused, tensors[0].device)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:

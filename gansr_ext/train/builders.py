@@ -1,4 +1,5 @@
-"""Config -> objects: models, loss terms, optimizers, schedulers, datasets.
+"""Config -> objects: models, loss terms, optimizers, schedulers, datasets, and a whole run
+(`build_parts` -> `TrainingParts`, what the Trainer loops over).
 
 Extra constructor arguments come from the config's open `args` mappings; they are checked against
 the constructor's signature so a misspelt argument is an error naming its config key.
@@ -7,14 +8,16 @@ the constructor's signature so a misspelt argument is an error naming its config
 from __future__ import annotations
 
 import inspect
-import random
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 
+from ..data.datasets import DataError, check_data
+from . import distributed as dist_utils
 from .config import ConfigError
+from .ema import EMA
 
 
 def call_with_args(fn: Callable, key: str, fixed: dict, args: dict) -> Any:
@@ -118,55 +121,6 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: dict):
 
 # ---------------------------------------------------------------- data
 
-class EpochSeededDataset(torch.utils.data.Dataset):
-    """Wraps a dataset so that item `(epoch, index)` is drawn with the Python/numpy/torch RNGs seeded
-    from (seed, epoch, index), and the caller's RNG states restored afterwards.
-
-    Random crops and flips then depend only on (seed, epoch, index): not on the worker that loads
-    the item nor on what was loaded before, which is what makes a resumed run see the same batches.
-    """
-
-    def __init__(self, inner, seed: int):
-        self.inner, self.seed = inner, seed
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __getitem__(self, key):
-        epoch, index = key
-        item_seed = (self.seed * 1_000_003 + epoch * 7_919 + index) % 2**32
-        py, npy, th = random.getstate(), np.random.get_state(), torch.get_rng_state()
-        try:
-            random.seed(item_seed)
-            np.random.seed(item_seed)
-            # the CPU generator only: torch.manual_seed would also reseed (and not restore) the CUDA
-            # generators that the training step draws from (e.g. the gradient penalty's eps)
-            torch.random.default_generator.manual_seed(item_seed)
-            if hasattr(self.inner, "set_epoch"):
-                self.inner.set_epoch(epoch)
-            return self.inner[index]
-        finally:
-            random.setstate(py)
-            np.random.set_state(npy)
-            torch.set_rng_state(th)
-
-
-class DataError(ValueError):
-    """The configured data cannot be trained on (a missing folder, no usable image, sizes that disagree)."""
-
-
-def check_data(dataset, seed: int, key: str) -> None:
-    """Load one item as training will (RNG states restored afterwards), so a data problem is reported
-    before the run folder is created rather than at the first batch. The datasets skip unusable
-    images, so this fails only when none of them can be used."""
-    if len(dataset) == 0:
-        raise DataError(f"{key}: the dataset is empty")
-    try:
-        EpochSeededDataset(dataset, seed)[(0, 0)]
-    except (OSError, ValueError, RuntimeError, TypeError) as e:
-        raise DataError(f"{key}: {' '.join(str(e).split()) or type(e).__name__}") from None
-
-
 def build_dataset(cfg: dict, split: str):
     """`data.<split>` -> a dataset of {"lr", "hr", "name"} items ('train' crops and augments, 'val' does not).
 
@@ -202,3 +156,131 @@ def _build_dataset(D, spec: dict, key: str, kind: str, fixed: dict, split: str):
         return call_with_args(D.PairedImageDataset, key, {"hr_dir": spec["root"], "lr_dir": spec["lr_root"], **fixed},
                               spec["args"])
     raise ConfigError(f"config key '{key}.type' must be 'hr_only', 'paired' or 'samples', got {kind!r}")
+
+
+# ---------------------------------------------------------------- the whole run
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config device 'cuda' asked for, but no CUDA GPU is available")
+    return dist_utils.local_device(name)
+
+
+def resolve_train_fused(mode: str, device: torch.device) -> bool:
+    """`train.fused` through the package's one resolver (`gansr_ext.ops._common.resolve_fused`)."""
+    from ..ops._common import resolve_fused
+
+    try:
+        return resolve_fused(mode, device)
+    except RuntimeError as e:
+        raise ConfigError(f"train.fused=on but the compiled gansr ops are not available for {device.type} "
+                          f"({e}; run `make build`, or set train.fused=auto/off)") from None
+
+
+def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
+    if mode == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if mode == "off":
+        return None
+    if mode == "fp16" and device.type != "cuda":
+        raise ConfigError("train.amp=fp16 needs a CUDA device (use bf16 or off on CPU)")
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+@dataclass
+class TrainingParts:
+    """Everything a run trains with, built once by `build_parts`; the Trainer only loops over it."""
+
+    G: nn.Module  # DistributedDataParallel-wrapped when world > 1
+    D: nn.Module | None  # the discriminator (GAN stage)
+    ema: EMA | None
+    opt_g: torch.optim.Optimizer
+    sched_g: Any
+    opt_d: torch.optim.Optimizer | None
+    sched_d: Any
+    scaler: torch.amp.GradScaler
+    losses: nn.Module  # CompositeLoss: (sr, hr, real_logits, fake_logits) -> (total, {term: value})
+    gan_loss: nn.Module | None  # losses.gan_loss, which the D step uses
+    train_set: Any
+    val_set: Any
+    fused: bool
+    amp_dtype: torch.dtype | None
+    mem_format: torch.memory_format
+    notes: list[str] = field(default_factory=list)  # facts for the log and the summary
+
+
+def build_parts(cfg: dict, device: torch.device, world: int, *, resume: bool = False, generator=None,
+                discriminator=None, losses=None, train_set=None, val_set=None) -> TrainingParts:
+    """Build a run from its config, in the order that fixes what the (already seeded) RNG gives each
+    part; components passed in (tests, the demo) are used as they are. The data are checked here,
+    before the run folder exists, so a fixed command needs no --resume."""
+    tcfg, gan = cfg["train"], cfg["stage"] == "gan"
+    notes: list[str] = []
+    amp_dtype = resolve_amp(tcfg["amp"], device)
+    fused = resolve_train_fused(tcfg["fused"], device)
+    cl = device.type == "cuda" if tcfg["channels_last"] == "auto" else tcfg["channels_last"]
+    mem_format = torch.channels_last if cl else torch.contiguous_format
+    G = generator if generator is not None else build_generator(cfg)
+    if cfg["model"]["pretrained_g"] and not resume:  # a resume takes G from the checkpoint
+        from ..models import load_generator
+
+        G.load_state_dict(load_generator(cfg["model"]["pretrained_g"]).state_dict())
+    _set_fused(G, fused, tcfg["fused"], notes)
+    G = dist_utils.wrap_ddp(G.to(device, memory_format=mem_format), device, world)  # broadcasts rank 0's weights
+    ema = EMA(dist_utils.unwrap(G), tcfg["ema_decay"]) if tcfg["ema_decay"] > 0 else None
+    D, sync_bn = _build_d(cfg, discriminator, device, world, mem_format, notes) if gan else (None, False)
+    losses = losses if losses is not None else build_generator_losses(cfg, fused, amp_dtype, cl)
+    losses.to(device)
+    if gan and losses.gan_loss is None:
+        raise ConfigError("stage 'gan' needs an adversarial loss term (losses.gan)")
+    if sync_bn and getattr(losses.gan_loss, "needs_penalty", False):
+        raise ConfigError("dist.sync_bn=true cannot be combined with a gradient-penalty GAN loss "
+                          f"({cfg['losses']['gan']['type']}): SyncBatchNorm's backward is not twice "
+                          "differentiable; use sync_bn=false or a discriminator without BatchNorm (unet)")
+    opt_g = build_optimizer(G.parameters(), cfg["optim"]["g"], "optim.g")
+    opt_d = build_optimizer(D.parameters(), cfg["optim"]["d"], "optim.d") if gan else None
+    train_set = train_set if train_set is not None else build_dataset(cfg, "train")
+    check_data(train_set, cfg["seed"], "data.train")
+    if val_set is None and cfg["data"]["val"]["root"] is not None:
+        val_set = build_dataset(cfg, "val")
+    if val_set is not None:
+        check_data(val_set, cfg["seed"], "data.val")
+    return TrainingParts(
+        G=G, D=D, ema=ema, opt_g=opt_g, sched_g=build_scheduler(opt_g, cfg), opt_d=opt_d,
+        sched_d=build_scheduler(opt_d, cfg) if gan else None,
+        scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), losses=losses,
+        gan_loss=losses.gan_loss, train_set=train_set, val_set=val_set, fused=fused, amp_dtype=amp_dtype,
+        mem_format=mem_format, notes=notes)
+
+
+def _set_fused(G: nn.Module, fused: bool, mode: str, notes: list[str]) -> None:
+    """G's fused trunk as resolved; under train.fused=auto a generator that refuses it runs unfused (noted)."""
+    if not hasattr(G, "set_fused"):
+        return
+    try:
+        G.set_fused(fused)
+    except RuntimeError as e:
+        if mode == "on":
+            raise
+        G.set_fused(False)
+        notes.append(f"generator runs unfused ({e})")
+
+
+def _build_d(cfg: dict, D: nn.Module | None, device: torch.device, world: int, mem_format,
+             notes: list[str]) -> tuple[nn.Module, bool]:
+    """The discriminator on the device, the same on every rank; (D, whether it uses SyncBatchNorm)."""
+    D = D if D is not None else build_discriminator(cfg)
+    sync_bn = False
+    if cfg["dist"]["sync_bn"] and world > 1:
+        if device.type == "cuda":
+            D, sync_bn = nn.SyncBatchNorm.convert_sync_batchnorm(D), True
+        else:
+            notes.append("dist.sync_bn ignored: SyncBatchNorm runs on GPUs only")
+    D = D.to(device, memory_format=mem_format)
+    dist_utils.broadcast_buffers(D)
+    if world > 1:  # same initial D on every rank
+        for p in D.parameters():
+            torch.distributed.broadcast(p.data, src=0)
+    return D, sync_bn

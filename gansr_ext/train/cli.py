@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import yaml
 
-    from .builders import DataError
+    from ..data.datasets import DataError
     from .checkpointing import CheckpointError
     from .config import ConfigError, list_recipes, load_config, load_run_config
     from .guard import TrainingDiverged

@@ -56,6 +56,19 @@ def local_device(device_type: str) -> torch.device:
     return torch.device("cpu")
 
 
+def wrap_ddp(model: torch.nn.Module, device: torch.device, world: int) -> torch.nn.Module:
+    """`model` in DistributedDataParallel when world > 1 (which broadcasts rank 0's weights), else itself."""
+    if world <= 1:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, output_device=ids[0] if ids else None)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or `model`)."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
 def barrier() -> None:
     if is_dist():
         dist.barrier()

@@ -11,8 +11,11 @@ silently trains on the other losses only; the trainer logs a warning (no rollbac
 from __future__ import annotations
 
 import math
+from typing import Callable, Iterable
 
 import torch
+from torch import nn
+
 
 class TrainingDiverged(RuntimeError):
     """The divergence guard gave up: rollbacks exhausted, or nothing left to roll back to."""
@@ -71,3 +74,30 @@ def input_gradient_norm(D, images: torch.Tensor) -> float:
     finally:
         D.train(was_training)
     return float(grad.flatten(1).norm(dim=1).mean())
+
+
+class NaNLoss(nn.Module):
+    """Wraps the generator loss (a CompositeLoss) so that its total is NaN whenever `when()` is true:
+    how the guard is tested (`guard.inject_nan_at`, or a test's own condition), outside the step."""
+
+    def __init__(self, losses: nn.Module, when: Callable[[], bool]):
+        super().__init__()
+        self.inner, self.when = losses, when
+
+    def forward(self, *args):
+        total, terms = self.inner(*args)
+        return (total * float("nan") if self.when() else total), terms
+
+
+def nan_at(iterations: Iterable[int], clock: Callable[[], int]) -> Callable[[], bool]:
+    """A `NaNLoss` condition: true at each of `iterations` (read from `clock`), once each."""
+    pending = {int(i) for i in iterations}
+
+    def when() -> bool:
+        it = clock()
+        if it in pending:
+            pending.discard(it)
+            return True
+        return False
+
+    return when

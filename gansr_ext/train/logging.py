@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from .._fileio import atomic_write
@@ -126,3 +127,26 @@ class RunLogger:
         if self._text is not None:
             self._text.close()
         self.bar = self.tb = self._text = None
+
+
+class IntervalMeans:
+    """Per-key means of the training steps' values over one log interval. Tensor values stay on the
+    device until `means()` reads them all in one transfer (the loop's one host sync per log row);
+    float values (already on the host) are summed as they come."""
+
+    def __init__(self):
+        self.values: dict[str, list] = {}
+        self.count = 0
+
+    def add(self, stats: dict) -> None:
+        for k, v in stats.items():
+            self.values.setdefault(k, []).append(v)
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        on_device = [k for k, vs in self.values.items() if isinstance(vs[0], torch.Tensor)]
+        sums = {k: sum(vs) for k, vs in self.values.items() if k not in on_device}
+        if on_device:
+            totals = torch.stack([torch.stack([v.double() for v in self.values[k]]).sum() for k in on_device])
+            sums.update(zip(on_device, totals.tolist()))
+        return {k: sums[k] / self.count for k in self.values}

@@ -34,52 +34,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.datasets import DataError, EpochSeededDataset, EpochTaggedSampler
 from . import distributed as dist_utils
-from .builders import (DataError, EpochSeededDataset, build_dataset, build_discriminator, build_generator,
-                       build_generator_losses, build_optimizer, build_scheduler, check_data)
+from .builders import build_parts, resolve_device
 from .checkpointing import CheckpointError, CheckpointManager, rng_state, seed_everything, set_rng_state
-from .config import ConfigError, dump_config
-from .ema import EMA
-from .guard import IdleDiscriminatorWatch, TrainingDiverged, chance_d_loss, input_gradient_norm, window_for
-from .logging import RunLogger
+from .config import dump_config
+from .guard import (IdleDiscriminatorWatch, NaNLoss, TrainingDiverged, chance_d_loss, input_gradient_norm, nan_at,
+                    window_for)
+from .logging import IntervalMeans, RunLogger
 from .runfolder import RunFolderError, RunFolderExists, RunLock, remove_orphan_temps
 
 LOWER_IS_BETTER = {"lpips", "niqe", "brisque", "fid", "dists"}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("config device 'cuda' asked for, but no CUDA GPU is available")
-    return dist_utils.local_device(name)
-
-
-def resolve_fused(mode: str, device: torch.device) -> bool:
-    """fused: off -> False; on -> True (error when not compiled for the device); auto -> where compiled."""
-    from ..ops._common import fused_available
-
-    if mode == "off":
-        return False
-    available = fused_available(device)
-    if mode == "on" and not available:
-        raise ConfigError(f"train.fused=on but the compiled gansr ops are not available for {device.type} "
-                          "(run `make build`, or set train.fused=auto/off)")
-    return available
-
-
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    if mode == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
-    if mode == "off":
-        return None
-    if mode == "fp16" and device.type != "cuda":
-        raise ConfigError("train.amp=fp16 needs a CUDA device (use bf16 or off on CPU)")
-    return torch.bfloat16 if mode == "bf16" else torch.float16
-
-
-def _unwrap(m: nn.Module) -> nn.Module:
-    return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
+_unwrap = dist_utils.unwrap
 
 
 class Trainer:
@@ -94,103 +60,26 @@ class Trainer:
                  losses: nn.Module | None = None, metrics: dict | None = None,
                  resume: bool | str | Path = False):
         self.cfg = cfg
-        device_type = resolve_device(cfg["device"]).type
-        dist_utils.init_from_env(cfg["dist"]["backend"], device_type)
+        dist_utils.init_from_env(cfg["dist"]["backend"], resolve_device(cfg["device"]).type)
         self.device = resolve_device(cfg["device"])  # after joining: cuda:LOCAL_RANK
         self.rank, self.world = dist_utils.rank(), dist_utils.world_size()
         self.main = self.rank == 0
         self.run_dir = Path(run_dir) if run_dir is not None else Path(cfg["output_dir"]) / cfg["name"]
         self.lock: RunLock | None = None
-        # before any collective (DDP init): every rank looks, none writes
-        self._refuse_a_used_folder(resume)
+        self._refuse_a_used_folder(resume)  # before any collective (DDP init): every rank looks, none writes
         seed_everything(cfg["seed"] + self.rank)
-        tcfg = cfg["train"]
+        self.parts = p = build_parts(cfg, self.device, self.world, resume=bool(resume), generator=generator,
+                                     discriminator=discriminator, losses=losses, train_set=train_set,
+                                     val_set=val_set)
+        self.G, self.D, self.ema, self.losses, self.gan_loss = p.G, p.D, p.ema, p.losses, p.gan_loss
+        self.opt_g, self.sched_g, self.opt_d, self.sched_d, self.scaler = p.opt_g, p.sched_g, p.opt_d, p.sched_d, p.scaler
+        self.train_set, self.val_set, self.metrics = p.train_set, p.val_set, metrics
+        self.fused, self.amp_dtype, self.mem_format, self.notes = p.fused, p.amp_dtype, p.mem_format, p.notes
         self.gan = cfg["stage"] == "gan"
-        self.amp_dtype = resolve_amp(tcfg["amp"], self.device)
-        self.fused = resolve_fused(tcfg["fused"], self.device)
-        self.notes: list[str] = []  # facts for the log and the summary (fallbacks, random backbones)
-
-        # models
-        G = generator if generator is not None else build_generator(cfg)
-        if cfg["model"]["pretrained_g"] and not resume:  # a resume takes G from the checkpoint
-            self._load_pretrained_g(G, cfg["model"]["pretrained_g"])
-        self._set_fused(G)
-        cl = tcfg["channels_last"]
-        cl = self.device.type == "cuda" if cl == "auto" else cl
-        self.mem_format = torch.channels_last if cl else torch.contiguous_format
-        G = G.to(self.device, memory_format=self.mem_format)
-        if self.world > 1:  # DDP broadcasts rank 0's weights
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.G = nn.parallel.DistributedDataParallel(G, device_ids=ids, output_device=ids[0] if ids else None)
-        else:
-            self.G = G
-        self.ema = EMA(G, tcfg["ema_decay"]) if tcfg["ema_decay"] > 0 else None
-        self.D = None
-        self.sync_bn = False
-        if self.gan:
-            D = discriminator if discriminator is not None else build_discriminator(cfg)
-            if cfg["dist"]["sync_bn"] and self.world > 1:
-                if self.device.type == "cuda":
-                    D = nn.SyncBatchNorm.convert_sync_batchnorm(D)
-                    self.sync_bn = True
-                else:
-                    self.notes.append("dist.sync_bn ignored: SyncBatchNorm runs on GPUs only")
-            self.D = D.to(self.device, memory_format=self.mem_format)
-            dist_utils.broadcast_buffers(self.D)
-            if self.world > 1:  # same initial D on every rank
-                for p in self.D.parameters():
-                    torch.distributed.broadcast(p.data, src=0)
-
-        # losses: a CompositeLoss (pred, target, real_logits, fake_logits) -> (total, {term: value})
-        self.losses = losses if losses is not None else build_generator_losses(
-            cfg, self.fused, self.amp_dtype, cl)
-        self.losses.to(self.device)
-        self.gan_loss = self.losses.gan_loss
-        if self.gan and self.gan_loss is None:
-            raise ConfigError("stage 'gan' needs an adversarial loss term (losses.gan)")
-        self.idle_d = None
-        if self.gan:
-            g = cfg["guard"]
-            self.idle_d = IdleDiscriminatorWatch(
-                chance_d_loss(self.gan_loss), g["idle_d_epsilon"],
-                window_for(tcfg["total_iters"], g["idle_d_window"], g["idle_d_min_iters"]))
-        self._last_fake = None  # the last SR batch, for the D input-gradient probe at log time
-        if self.sync_bn and getattr(self.gan_loss, "needs_penalty", False):
-            raise ConfigError("dist.sync_bn=true cannot be combined with a gradient-penalty GAN loss "
-                              f"({cfg['losses']['gan']['type']}): SyncBatchNorm's backward is not twice "
-                              "differentiable; use sync_bn=false or a discriminator without BatchNorm (unet)")
-
-        # optimisation
-        self.opt_g = build_optimizer(self.G.parameters(), cfg["optim"]["g"], "optim.g")
-        self.sched_g = build_scheduler(self.opt_g, cfg)
-        self.opt_d = self.sched_d = None
-        if self.gan:
-            self.opt_d = build_optimizer(self.D.parameters(), cfg["optim"]["d"], "optim.d")
-            self.sched_d = build_scheduler(self.opt_d, cfg)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-
-        # data, checked before the run folder exists: a fixed command then needs no --resume
-        self.train_set = train_set if train_set is not None else build_dataset(cfg, "train")
-        check_data(self.train_set, cfg["seed"], "data.train")
-        self.val_set = val_set
-        if self.val_set is None and cfg["data"]["val"]["root"] is not None:
-            self.val_set = build_dataset(cfg, "val")
-        if self.val_set is not None:
-            check_data(self.val_set, cfg["seed"], "data.val")
         self._setup_loader()
-        self.metrics = metrics
-
-        # state
+        self._setup_guard()
         self.iteration = 0
         self.best = {"metric": cfg["val"]["best_metric"], "value": None, "iteration": None}
-        self.skipped_total = self.rollbacks = 0
-        self._nonfinite_run = self._collapse_run = 0
-        self._nan_pending = set(int(i) for i in cfg["guard"]["inject_nan_at"])
-        self.ckpt = CheckpointManager(self.run_dir / "checkpoints", cfg["checkpoint"]["keep_last"])
-        self._last_saved: int | None = None  # iteration of the newest checkpoint this run wrote or resumed
-        self._clean_since_save = False  # no skipped step and no collapse count since that checkpoint
-        self._restored: int | None = None  # iteration the last rollback restored, until a new checkpoint
-        self._ckpt_due = False  # a checkpoint was due inside a streak and is written at the next healthy one
         self.last_val: dict = {}
         self._open_run_folder(resume)
         self.resumed_from = None
@@ -200,6 +89,26 @@ class Trainer:
             except BaseException:
                 self.close()  # a failed resume leaves the folder free
                 raise
+
+    def _setup_guard(self) -> None:
+        """The divergence guard's state (module docstring) and the `guard.inject_nan_at` test hook, which
+        wraps the G loss."""
+        g, cfg = self.cfg["guard"], self.cfg
+        self.idle_d = None
+        if self.gan:
+            self.idle_d = IdleDiscriminatorWatch(
+                chance_d_loss(self.gan_loss), g["idle_d_epsilon"],
+                window_for(cfg["train"]["total_iters"], g["idle_d_window"], g["idle_d_min_iters"]))
+        if g["inject_nan_at"]:
+            self.losses = NaNLoss(self.losses, nan_at(g["inject_nan_at"], lambda: self.iteration + 1))
+        self._last_fake = None  # the last SR batch, for the D input-gradient probe at log time
+        self.skipped_total = self.rollbacks = 0
+        self._nonfinite_run = self._collapse_run = 0
+        self.ckpt = CheckpointManager(self.run_dir / "checkpoints", cfg["checkpoint"]["keep_last"])
+        self._last_saved: int | None = None  # iteration of the newest checkpoint this run wrote or resumed
+        self._clean_since_save = False  # no skipped step and no collapse count since that checkpoint
+        self._restored: int | None = None  # iteration the last rollback restored, until a new checkpoint
+        self._ckpt_due = False  # a checkpoint was due inside a streak and is written at the next healthy one
 
     def _resume(self, resume) -> None:
         path = self.ckpt.latest() if resume is True else Path(resume)
@@ -248,23 +157,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup helpers
 
-    def _load_pretrained_g(self, G: nn.Module, path) -> None:
-        from ..models import load_generator
-
-        src = load_generator(path)
-        G.load_state_dict(src.state_dict())
-
-    def _set_fused(self, G: nn.Module) -> None:
-        if not hasattr(G, "set_fused"):
-            return
-        try:
-            G.set_fused(self.fused)
-        except RuntimeError as e:
-            if self.cfg["train"]["fused"] == "on":
-                raise
-            G.set_fused(False)
-            self.notes.append(f"generator runs unfused ({e})")
-
     def _setup_loader(self) -> None:
         n = len(self.train_set)
         bs = self.cfg["data"]["batch_size"]
@@ -281,7 +173,7 @@ class Trainer:
         epoch, offset = divmod(self.iteration, self.batches_per_epoch)
         if self._loader_iter is None or self._loader_epoch != epoch:
             self.sampler.set_position(epoch, offset * bs)
-            sampler = _EpochTagged(self.sampler, epoch)
+            sampler = EpochTaggedSampler(self.sampler, epoch)
             loader = torch.utils.data.DataLoader(
                 EpochSeededDataset(self.train_set, self.cfg["seed"]), batch_size=bs, sampler=sampler,
                 num_workers=self.cfg["data"]["num_workers"], drop_last=True,
@@ -308,76 +200,79 @@ class Trainer:
     # ------------------------------------------------------------------ one iteration
 
     def train_step(self, batch: dict) -> dict:
-        """One iteration; returns the logged scalars, with 'skipped' = 1.0 when a loss was not finite."""
+        """One iteration (module docstring). Returns the logged values as device tensors (read once per
+        log row), 'skipped' (1.0 when a loss was not finite) and, for the guard, 'd_loss' as a float."""
         lr, hr = self._to_device(batch["lr"]), self._to_device(batch["hr"])
-        it = self.iteration + 1
-        stats: dict[str, float] = {}
-        G = self.G
-        if self.D is not None:
-            self.D.requires_grad_(False)
-        self.opt_g.zero_grad(set_to_none=True)
-        with self._autocast():
-            sr = G(lr)
-            real_logits = fake_logits = None
-            if self.gan:
-                real_logits = self.D(hr).detach().float()
-                fake_logits = self.D(sr).float()
-            total_g, terms = self.losses(sr.float(), hr, real_logits, fake_logits)
-        if it in self._nan_pending:  # test hook
-            self._nan_pending.discard(it)
-            total_g = total_g * float("nan")
-        g_ok = dist_utils.all_true(bool(torch.isfinite(total_g).item()), self.device)
-        stepped = False
-        if g_ok:
-            self.scaler.scale(total_g).backward()
-            self._clip(G, self.opt_g)
-            self.scaler.step(self.opt_g)
-            stepped = True
-        stats.update({f"g_{k}": v.item() for k, v in terms.items()})
-        stats["g_total"] = total_g.item()
-
+        stats: dict = {}
+        # optimize G
+        sr, g_ok = self._g_step(lr, hr, stats)
+        # optimize D, on the SR batch of the G step
         d_ok = True
         if g_ok and self.gan:
             self._last_fake = sr.detach()
             d_ok = self._d_step(hr, self._last_fake, stats)
-            stepped = stepped or d_ok
-        if stepped:
+        if g_ok:
             self.scaler.update()
-        if g_ok and self.ema is not None:
-            self.ema.update(_unwrap(G))
-        self.sched_g.step()
-        if self.sched_d is not None:
-            self.sched_d.step()
-        self.iteration = it
-        ok = g_ok and d_ok
-        stats["skipped"] = 0.0 if ok else 1.0
+            if self.ema is not None:
+                self.ema.update(_unwrap(self.G))
+        for sched in (self.sched_g, self.sched_d):  # every iteration, skipped ones too
+            if sched is not None:
+                sched.step()
+        self.iteration += 1
+        stats["skipped"] = 0.0 if g_ok and d_ok else 1.0
         return stats
 
+    def _g_step(self, lr: torch.Tensor, hr: torch.Tensor, stats: dict) -> tuple[torch.Tensor, bool]:
+        """Generator update on L_G; (sr, False) with nothing stepped when L_G is not finite."""
+        if self.D is not None:
+            self.D.requires_grad_(False)
+        self.opt_g.zero_grad(set_to_none=True)
+        with self._autocast():
+            sr = self.G(lr)
+            real_logits = fake_logits = None
+            if self.gan:
+                real_logits = self.D(hr).detach().float()
+                fake_logits = self.D(sr).float()
+            total, terms = self.losses(sr.float(), hr, real_logits, fake_logits)
+        stats.update({f"g_{k}": v.detach() for k, v in terms.items()}, g_total=total.detach())
+        (ok,) = self._all_finite(total)
+        if ok:
+            self.scaler.scale(total).backward()
+            self._clip(self.G, self.opt_g)
+            self.scaler.step(self.opt_g)
+        return sr, ok
+
     def _d_step(self, hr: torch.Tensor, fake: torch.Tensor, stats: dict) -> bool:
-        """Discriminator update; False (nothing stepped) when its loss is not finite."""
+        """Discriminator update on L_D; False with nothing stepped when L_D is not finite."""
         self.D.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
         with self._autocast():
             real_logits = self.D(hr).float()
             fake_logits = self.D(fake).float()
             d_loss = self.gan_loss.d_loss(real_logits, fake_logits)
-        d_total = d_loss
+        total = d_loss
         if getattr(self.gan_loss, "needs_penalty", False):
             with torch.autocast(self.device.type, enabled=False):  # double backward in fp32
                 # step: lazy regularisation (losses.gan.args.lazy_interval) picks its iterations by it
                 pen = self.gan_loss.penalty(self.D, hr.float(), fake.float(), step=self.iteration + 1)
-            stats["d_penalty"] = pen.item()
-            d_total = d_total + pen
-        stats.update(d_loss=d_loss.item(), d_total=d_total.item(),
-                     d_real_logit=real_logits.mean().item(), d_fake_logit=fake_logits.mean().item())
-        if not dist_utils.all_true(bool(torch.isfinite(d_total).item()), self.device):
-            return False
-        self.scaler.scale(d_total).backward()
-        dist_utils.average_gradients(self.D)
-        self._clip(self.D, self.opt_d)
-        self.scaler.step(self.opt_d)
-        dist_utils.broadcast_buffers(self.D)
-        return True
+            stats["d_penalty"] = pen.detach()
+            total = total + pen
+        stats.update(d_loss=d_loss.detach(), d_total=total.detach(), d_real_logit=real_logits.detach().mean(),
+                     d_fake_logit=fake_logits.detach().mean())
+        ok, stats["d_loss"] = self._all_finite(total, d_loss)  # on the host: the guard reads it every iteration
+        if ok:
+            self.scaler.scale(total).backward()
+            dist_utils.average_gradients(self.D)
+            self._clip(self.D, self.opt_d)
+            self.scaler.step(self.opt_d)
+            dist_utils.broadcast_buffers(self.D)
+        return ok
+
+    def _all_finite(self, loss: torch.Tensor, *values: torch.Tensor) -> tuple:
+        """(whether `loss` is finite on every rank, *values as floats). The step's host sync: the
+        weights may only be updated once the loss is known to be finite; `values` come along with it."""
+        host = torch.stack([torch.isfinite(loss).float(), *(v.detach().float() for v in values)]).tolist()
+        return (dist_utils.all_true(host[0] == 1.0, self.device), *host[1:])
 
     def _clip(self, model: nn.Module, opt) -> None:
         if self.cfg["train"]["grad_clip"]:
@@ -393,7 +288,7 @@ class Trainer:
             self._nonfinite_run += 1
             self.skipped_total += 1
             self._clean_since_save = False
-            bad = {k: v for k, v in stats.items() if isinstance(v, float) and not math.isfinite(v)}
+            bad = {k: v for k, v in ((k, float(v)) for k, v in stats.items()) if not math.isfinite(v)}
             log.info(f"iter {self.iteration}: non-finite loss {bad} -> step skipped "
                      f"({self._nonfinite_run}/{g['max_nonfinite']} in a row)")
             if self._nonfinite_run >= g["max_nonfinite"]:
@@ -449,9 +344,7 @@ class Trainer:
                 group["lr"] *= factor
                 if "initial_lr" in group:
                     group["initial_lr"] *= factor
-            sched.base_lrs = [b * factor for b in sched.base_lrs]
-            if hasattr(sched, "_last_lr"):
-                sched._last_lr = [group["lr"] for group in opt.param_groups]
+            sched.base_lrs = [b * factor for b in sched.base_lrs]  # its next step() sets get_last_lr()
         self.rollbacks += 1
         self._nonfinite_run = self._collapse_run = 0
         lrs = ", ".join(f"{n} {o.param_groups[0]['lr']:.3g}" for n, o in (("G", self.opt_g), ("D", self.opt_d)) if o)
@@ -523,7 +416,7 @@ class Trainer:
             return (f"inside a streak ({self._nonfinite_run} non-finite losses, {self._collapse_run} collapse "
                     "iterations in a row)")
         models = [_unwrap(self.G)] + ([self.D] if self.D is not None else [])
-        finite = all(bool(torch.isfinite(p).all()) for m in models for p in m.parameters())
+        finite = bool(torch.stack([torch.isfinite(p).all() for m in models for p in m.parameters()]).all())
         if not dist_utils.all_true(finite, self.device):
             return "the weights hold non-finite values"
         return None
@@ -607,40 +500,27 @@ class Trainer:
             log.info(n)
         if self.ckpt.latest() is None:  # something to roll back to
             self.save_checkpoint()
-        sums: dict[str, float] = {}
-        count = 0
+        means = IntervalMeans()
         t_start = t_last = time.perf_counter()
         it_start = self.iteration
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        _unwrap(self.G).train()
-        if self.D is not None:
-            self.D.train()
+        for model in (_unwrap(self.G), self.D):
+            if model is not None:
+                model.train()
         while self.iteration < total and (stop_at is None or self.iteration < stop_at):
             stats = self.train_step(self._next_batch())
-            if self._guard(stats, log):
-                sums, count, t_last = {}, 0, time.perf_counter()
+            if self._guard(stats, log):  # rolled back: the log interval starts again
+                means, t_last = IntervalMeans(), time.perf_counter()
                 continue
-            log.progress(1, {k: stats[k] for k in ("g_total", "d_total") if k in stats})
-            if not stats["skipped"]:
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count += 1
+            log.progress(1)
+            if not stats.pop("skipped"):
+                means.add(stats)
             it = self.iteration
-            if _due(cfg["log"]["every"], it, total) and count:
+            if _due(cfg["log"]["every"], it, total) and means.count:
                 now = time.perf_counter()
-                row = {k: v / count for k, v in sums.items() if k != "skipped"}
-                row["lr_g"] = self.opt_g.param_groups[0]["lr"]
-                if self.opt_d is not None:
-                    row["lr_d"] = self.opt_d.param_groups[0]["lr"]
-                row["its_per_s"] = count / max(now - t_last, 1e-9)
-                row["skipped_total"] = self.skipped_total
-                if self.main and self._last_fake is not None:  # one extra D forward/backward per log row
-                    row["d_input_grad"] = input_gradient_norm(self.D, self._last_fake)
-                if self.device.type == "cuda":
-                    row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-                log.scalars(it, row)
-                sums, count, t_last = {}, 0, now
+                self._log_row(log, means, now - t_last)
+                means, t_last = IntervalMeans(), now
             if cfg["val"]["every"] and it % cfg["val"]["every"] == 0 and it < total:
                 self._validate_and_track(log)
             if (self._ckpt_due or (cfg["checkpoint"]["every"] and it % cfg["checkpoint"]["every"] == 0)) and it < total:
@@ -648,6 +528,21 @@ class Trainer:
         if stop_at is not None and self.iteration < total:
             return {"iteration": self.iteration, "stopped": True}
         return self._finish(log, time.perf_counter() - t_start, self.iteration - it_start)
+
+    def _log_row(self, log: RunLogger, means: IntervalMeans, seconds: float) -> None:
+        """One row of train_log.csv: the interval's mean losses and logits, learning rates, speed."""
+        row = means.means()  # note: a CPU-GPU sync point, once per log interval
+        row["lr_g"] = self.opt_g.param_groups[0]["lr"]
+        if self.opt_d is not None:
+            row["lr_d"] = self.opt_d.param_groups[0]["lr"]
+        row["its_per_s"] = means.count / max(seconds, 1e-9)
+        row["skipped_total"] = self.skipped_total
+        if self.main and self._last_fake is not None:  # one extra D forward/backward per log row
+            row["d_input_grad"] = input_gradient_norm(self.D, self._last_fake)
+        if self.device.type == "cuda":
+            row["gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        log.progress(0, {k: row[k] for k in ("g_total", "d_total") if k in row})
+        log.scalars(self.iteration, row)
 
     def _validate_and_track(self, log: RunLogger) -> None:
         results = {}
@@ -704,16 +599,3 @@ class Trainer:
 def _due(every: int, it: int, total: int) -> bool:
     """Every `every` iterations and at the last one (0: never)."""
     return bool(every) and (it % every == 0 or it == total)
-
-
-class _EpochTagged(torch.utils.data.Sampler):
-    """Yields (epoch, index) keys for EpochSeededDataset."""
-
-    def __init__(self, inner, epoch: int):
-        self.inner, self.epoch = inner, epoch
-
-    def __len__(self):
-        return len(self.inner)
-
-    def __iter__(self):
-        return ((self.epoch, i) for i in self.inner)
