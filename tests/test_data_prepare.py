@@ -1,5 +1,7 @@
 import hashlib
 import http.server
+import io
+import tarfile
 import threading
 import zipfile
 from pathlib import Path
@@ -127,49 +129,101 @@ def test_download_refuses_path_traversal(tmp_path):
     assert not (tmp_path / "escaped.txt").exists()
 
 
+def test_download_refuses_tar_links_leading_outside(tmp_path):
+    # pooch's Untar applies tarfile's "data" filter only on Python >= 3.12: the check is ours
+    for i, (kind, target) in enumerate([(tarfile.SYMTYPE, "../../outside"), (tarfile.LNKTYPE, "../outside"),
+                                        (tarfile.SYMTYPE, "/etc/passwd")]):
+        bad = tmp_path / f"evil{i}.tar"
+        with tarfile.open(bad, "w") as t:
+            t.addfile(tarfile.TarInfo("Toy/ok.txt"), io.BytesIO(b""))
+            link = tarfile.TarInfo("Toy/link")
+            link.type, link.linkname = kind, target
+            t.addfile(link)
+        with pytest.warns(UserWarning), pytest.raises(DownloadError, match="outside"):
+            download("Toy", tmp_path / f"root{i}", url=bad.as_uri(), progress=False)
+        assert not (tmp_path / f"root{i}" / "Toy").exists()
+    good = tmp_path / "good.tar"
+    with tarfile.open(good, "w") as t:
+        info = tarfile.TarInfo("Toy/a.txt")
+        info.size = 5
+        t.addfile(info, io.BytesIO(b"hello"))
+        link = tarfile.TarInfo("Toy/link")
+        link.type, link.linkname = tarfile.SYMTYPE, "a.txt"
+        t.addfile(link)
+    with pytest.warns(UserWarning):
+        out = download("Toy", tmp_path / "ok", url=good.as_uri(), progress=False)
+    assert (out / "link").read_text() == "hello"
+
+
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):
     """Serves one file, honouring `Range: bytes=N-` like a real HTTP server."""
 
     payload = b""
     ranges_seen: list = []
     honour_range = True
+    cut_first_at = None  # the first answer stops after this many bytes (a dropped connection)
+    status = None  # answer every request with this error status
 
     def do_GET(self):
         rng = self.headers.get("Range")
         self.ranges_seen.append(rng)
+        if self.status:
+            self.send_error(self.status)
+            return
         rng = rng if self.honour_range else None
         start = int(rng.split("=")[1].rstrip("-")) if rng else 0
         body = self.payload[start:]
         self.send_response(206 if rng else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if self.cut_first_at is not None and len(self.ranges_seen) == 1:
+            body = body[:self.cut_first_at]
         self.wfile.write(body)
 
     def log_message(self, *args):
         pass
 
 
-@pytest.mark.parametrize("honour_range", [True, False])
-def test_download_http_resumes_with_range(tmp_path, honour_range):
-    # a server that ignores Range answers 200 with the whole file: the .part must restart, not grow
+@pytest.fixture
+def range_server(tmp_path):
+    """(url of archive.zip on a local server, its sha256); _RangeHandler's switches reset."""
     src, sha = _make_zip(tmp_path)
     _RangeHandler.payload = src.read_bytes()
     _RangeHandler.ranges_seen = []
-    _RangeHandler.honour_range = honour_range
+    _RangeHandler.honour_range, _RangeHandler.cut_first_at, _RangeHandler.status = True, None, None
     server = http.server.HTTPServer(("127.0.0.1", 0), _RangeHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
-    try:
-        root = tmp_path / "root"
-        root.mkdir()
-        (root / "archive.zip.part").write_bytes(_RangeHandler.payload[:777])
-        url = f"http://127.0.0.1:{server.server_port}/archive.zip"
-        out = download("Toy", root, url=url, sha256=sha, progress=False)
-        assert (out / "a.txt").exists()
-        assert _RangeHandler.ranges_seen == ["bytes=777-"]
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield f"http://127.0.0.1:{server.server_port}/archive.zip", sha
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("honour_range", [True, False])
+def test_download_http_resumes_with_range(tmp_path, range_server, honour_range):
+    # a server that ignores Range answers 200 with the whole file: the .part must restart, not grow
+    url, sha = range_server
+    _RangeHandler.honour_range = honour_range
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "archive.zip.part").write_bytes(_RangeHandler.payload[:777])
+    out = download("Toy", root, url=url, sha256=sha, progress=False)
+    assert (out / "a.txt").exists()
+    assert _RangeHandler.ranges_seen == ["bytes=777-"]
+
+
+def test_download_http_dropped_connection_is_resumed_and_4xx_is_not_retried(tmp_path, range_server):
+    url, sha = range_server
+    _RangeHandler.cut_first_at = 1000
+    out = download("Toy", tmp_path / "root", url=url, sha256=sha, progress=False, chunk=256)
+    assert (out / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 64
+    # the second request resumes from what the first wrote (whole 256-byte chunks)
+    assert len(_RangeHandler.ranges_seen) == 2 and _RangeHandler.ranges_seen[0] is None
+    assert _RangeHandler.ranges_seen[1] in {f"bytes={n}-" for n in range(256, 1001)}, _RangeHandler.ranges_seen
+    _RangeHandler.ranges_seen, _RangeHandler.status = [], 404
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download("Toy", tmp_path / "r404", url=url, sha256=sha, progress=False)
+    assert _RangeHandler.ranges_seen == [None]
 
 
 def test_cli_prepare_list_and_errors(tmp_path, capsys):

@@ -42,13 +42,13 @@ def run(args) -> int:
     from .downloader import DownloadError
 
     try:
-        return _run(args)
+        return _run_action(args)
     except (ValueError, OSError, DownloadError) as e:
         print(f"gansr data {args.data_command}: error: {e}", file=sys.stderr)
         return 2
 
 
-def _run(args) -> int:
+def _run_action(args) -> int:
     cmd = args.data_command
     if cmd == "prepare":
         from .prepare import prepare_dataset

@@ -1,27 +1,29 @@
-"""Resumable, verified dataset downloads (`download(name, root)`), then extraction.
+"""Resumable, verified dataset downloads (`download(name, root)`), then extraction, with `pooch`.
 
-The archive is streamed to `<root>/<file>.part`; an interrupted download continues from the
-size of the `.part` file (HTTP Range; for file:// URLs by seeking). When complete its sha256
-is checked (when known: registry entries whose hash we have not verified say `sha256=None` and
-are only warned about), then it is renamed to `<file>` and unpacked (zip or tar) into `root`,
-refusing members that would land outside `root`. A `.<file>.extracted` marker makes repeated
-calls no-ops.
+`pooch.retrieve` streams the archive (`pooch.HTTPDownloader`, requests), checks its sha256 and only
+then moves it to `<root>/<file>`; `pooch.Unzip` / `pooch.Untar` unpack it. Two things pooch does not
+do are here: resuming (the bytes go to `<root>/<file>.part`, and an interrupted download continues
+from its size: HTTP Range, or seeking for file:// URLs, which pooch does not take) and refusing
+archive members, or link targets, that would land outside `root` (pooch's Untar applies tarfile's
+"data" filter only on Python >= 3.12). Registry entries whose hash we have not verified say
+`sha256=None` and are only warned about. Unpacking goes to a hidden folder first and is moved into
+place when complete; a `.<file>.extracted` marker makes repeated calls no-ops.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+import posixpath
 import shutil
 import tarfile
-import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Download", "DOWNLOADS", "DownloadError", "download", "sha256_file"]
+__all__ = ["Download", "DOWNLOADS", "DownloadError", "download"]
 
 
 @dataclass(frozen=True)
@@ -53,82 +55,14 @@ class DownloadError(RuntimeError):
     pass
 
 
-def sha256_file(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _fetch(url: str, part: Path, timeout: float, chunk: int, progress: bool) -> None:
-    """Append the rest of `url` to `part`, starting at its current size."""
-    offset = part.stat().st_size if part.exists() else 0
-    req = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
-    try:
-        resp = urllib.request.urlopen(req, timeout=timeout)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and offset:  # nothing left to fetch: the .part is complete
-            return
-        raise
-    with resp:
-        status = getattr(resp, "status", None)
-        length = resp.headers.get("Content-Length")
-        if url.startswith("file:"):  # no Range support: skip what we have; length is the whole file
-            if offset:
-                resp.seek(offset)
-            total = int(length) if length else None
-        else:
-            if offset and status != 206:  # server ignored the Range header: start over
-                offset = 0
-                part.unlink()
-            total = int(length) + offset if length else None
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=part.name[:-5])
-        with open(part, "ab") as f:
-            while block := resp.read(chunk):
-                f.write(block)
-                if bar is not None:
-                    bar.update(len(block))
-        if bar is not None:
-            bar.close()
-    if total is not None and part.stat().st_size != total:
-        raise DownloadError(f"{url}: got {part.stat().st_size} of {total} bytes")
-
-
-def _safe_extract(archive: Path, root: Path) -> None:
-    root_r = root.resolve()
-
-    def inside(name: str) -> bool:
-        target = (root / name).resolve()
-        return target == root_r or root_r in target.parents
-
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            bad = [n for n in z.namelist() if not inside(n)]
-            if bad:
-                raise DownloadError(f"{archive}: refusing to extract members outside {root}: {bad[:3]}")
-            z.extractall(root)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as t:
-            bad = [m.name for m in t.getmembers() if not inside(m.name)]
-            if bad:
-                raise DownloadError(f"{archive}: refusing to extract members outside {root}: {bad[:3]}")
-            t.extractall(root, filter="data")
-    else:
-        raise DownloadError(f"{archive}: not a zip or tar archive")
-
-
 def download(name: str, root, *, url: str | None = None, sha256: str | None = None, extract: bool = True,
              retries: int = 3, timeout: float = 60.0, chunk: int = 1 << 20, progress: bool = True) -> Path:
     """Download (resuming), verify and unpack `name` into `root`; returns the extracted folder
     (or the archive with ``extract=False``).
 
     `name` is a key of `DOWNLOADS`; with `url` (and optionally `sha256`) any archive can be fetched,
-    `name` then naming the folder it creates.
+    `name` then naming the folder it creates. `retries`: further attempts after a network error,
+    each resuming where the last stopped.
     """
     if url is None:
         if name not in DOWNLOADS:
@@ -139,42 +73,126 @@ def download(name: str, root, *, url: str | None = None, sha256: str | None = No
         folder = name
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    filename = url.rstrip("/").rsplit("/", 1)[-1]
-    archive, part = root / filename, root / (filename + ".part")
-    marker = root / f".{filename}.extracted"
+    archive = root / url.rstrip("/").rsplit("/", 1)[-1]
+    marker = root / f".{archive.name}.extracted"
     if extract and marker.exists():
         return root / folder
-    if not archive.exists():
-        for attempt in range(retries + 1):
-            try:
-                _fetch(url, part, timeout, chunk, progress)
-                break
-            except (urllib.error.URLError, OSError, DownloadError) as e:
-                if isinstance(e, urllib.error.HTTPError) and e.code < 500:
-                    raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from e
-                if attempt == retries:
-                    raise DownloadError(f"{url}: download failed after {retries + 1} attempts ({e}); "
-                                        f"rerun to resume from {part}") from e
-        if sha256 is None:
-            warnings.warn(f"{filename}: no known sha256, integrity not verified", stacklevel=2)
-        else:
-            got = sha256_file(part)
-            if got != sha256.lower():
-                part.unlink()
-                raise DownloadError(f"{filename}: sha256 mismatch (expected {sha256}, got {got}); "
-                                    f"the partial file was deleted, rerun to download again")
-        os.replace(part, archive)
+    fetch = _ResumingDownloader(archive.with_name(archive.name + ".part"), retries, timeout, chunk, progress)
+    _retrieve(url, sha256, archive, fetch, progress)
     if not extract:
         return archive
-    tmp = root / f".{filename}.extracting"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    _safe_extract(archive, tmp)
-    for item in tmp.iterdir():  # move into place only once everything is unpacked
+    _extract(archive, root)
+    marker.touch()
+    return root / folder
+
+
+def _retrieve(url: str, sha256: str | None, archive: Path, fetch, progress: bool) -> None:
+    """`archive` from `url` unless it is there (and matches `sha256`, when known)."""
+    import pooch  # imported when used, as requests: `gansr_ext.data` loads without them
+
+    if sha256 is None and not archive.exists():
+        warnings.warn(f"{archive.name}: no known sha256, integrity not verified", stacklevel=3)
+    try:
+        pooch.retrieve(url, known_hash=None if sha256 is None else f"sha256:{sha256}", fname=archive.name,
+                       path=archive.parent, downloader=fetch, progressbar=progress)
+    except ValueError as e:  # pooch's hash check; it deleted the download
+        raise DownloadError(f"{archive.name}: sha256 mismatch ({e}); rerun to download again") from e
+
+
+class _ResumingDownloader:
+    """A pooch downloader that completes `part` (retrying network errors, each attempt resuming),
+    then hands it to pooch as the downloaded file (pooch checks the hash and moves it into place)."""
+
+    def __init__(self, part: Path, retries: int, timeout: float, chunk: int, progress: bool):
+        self.part, self.retries, self.timeout, self.chunk, self.progress = part, retries, timeout, chunk, progress
+
+    def __call__(self, url: str, output_file: str, pooch_instance, check_only: bool = False) -> None:
+        for attempt in range(self.retries + 1):
+            try:
+                if url.startswith("file:"):
+                    self._copy_rest(url)
+                else:
+                    self._fetch_rest(url)
+                break
+            except OSError as e:  # requests' errors are OSErrors too
+                status = getattr(getattr(e, "response", None), "status_code", None)
+                if status is not None and status < 500:
+                    raise DownloadError(f"{url}: HTTP {status} {e.response.reason}") from e
+                if attempt == self.retries:
+                    raise DownloadError(f"{url}: download failed after {self.retries + 1} attempts ({e}); "
+                                        f"rerun to resume from {self.part}") from e
+        os.replace(self.part, output_file)
+
+    def _fetch_rest(self, url: str) -> None:
+        """Append the rest of `url` to the .part (HTTP Range from its size)."""
+        import pooch
+        import requests
+
+        offset = self.part.stat().st_size if self.part.exists() else 0
+        with open(self.part, "ab") as f:
+            def restart_if_whole_file(response, *args, **kwargs):
+                if offset and response.status_code == 200:  # the server ignored Range: it sends everything
+                    f.truncate(0)
+
+            http = pooch.HTTPDownloader(progressbar=self.progress, chunk_size=self.chunk, timeout=self.timeout,
+                                        headers={**pooch.downloaders.REQUESTS_HEADERS,
+                                                 **({"Range": f"bytes={offset}-"} if offset else {})},
+                                        hooks={"response": restart_if_whole_file})
+            try:
+                http(url, f, None)
+            except requests.HTTPError as e:
+                if not (offset and e.response.status_code == 416):  # 416 with an offset: the .part is complete
+                    raise
+
+    def _copy_rest(self, url: str) -> None:
+        """Append the rest of a file:// URL to the .part (seeking to its size)."""
+        source = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+        offset = self.part.stat().st_size if self.part.exists() else 0
+        with open(source, "rb") as src, open(self.part, "ab") as f:
+            src.seek(offset)
+            shutil.copyfileobj(src, f, self.chunk)
+        if self.part.stat().st_size != source.stat().st_size:
+            raise DownloadError(f"{url}: the partial file {self.part} is larger than the source; delete it")
+
+
+def _extract(archive: Path, root: Path) -> None:
+    """Unpack into `<root>/.<archive>.extracting`, then move its items into `root`."""
+    staging = root / f".{archive.name}.extracting"
+    shutil.rmtree(staging, ignore_errors=True)
+    unpack = _checked_unpacker(archive, staging)
+    unpack(str(archive), "download", None)  # pooch processor; "download": unpack even if the folder exists
+    for item in staging.iterdir():  # move into place only once everything is unpacked
         dest = root / item.name
         if dest.exists():
             shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
         os.replace(item, dest)
-    tmp.rmdir()
-    marker.touch()
-    return root / folder
+    staging.rmdir()
+
+
+def _checked_unpacker(archive: Path, dest: Path):
+    """pooch.Unzip / pooch.Untar into `dest`, after refusing an archive with a member (or a link
+    target, or a device / FIFO member) that would land outside `dest`."""
+    import pooch
+
+    dest_r = dest.resolve()
+
+    def outside(name: str) -> bool:
+        target = (dest / name).resolve()
+        return target != dest_r and dest_r not in target.parents
+
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            bad = [n for n in z.namelist() if outside(n)]
+        unpacker = pooch.Unzip(extract_dir=dest.name)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as t:
+            bad = [m.name for m in t.getmembers()
+                   if outside(m.name) or not (m.isfile() or m.isdir() or m.issym() or m.islnk())
+                   or m.issym() and outside(posixpath.join(posixpath.dirname(m.name), m.linkname))
+                   or m.islnk() and outside(m.linkname)]
+        unpacker = pooch.Untar(extract_dir=dest.name)
+    else:
+        raise DownloadError(f"{archive}: not a zip or tar archive")
+    if bad:
+        raise DownloadError(f"{archive}: refusing to extract members outside {dest.parent}: {bad[:3]}")
+    return unpacker
