@@ -31,13 +31,11 @@ from tqdm import tqdm
 
 from ..data.io import ImageReadError, list_images, read_image_native, write_image
 from ..models import zoo
+from ..ops._common import FUSED_MODES
 from .upscaler import (ALPHA_MODES, BF16_MIN_PSNR, DEFAULT_FEATHER, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_OVERLAP,
                        DEFAULT_PRE_PAD, Upscaler)
 
 OUTPUT_EXTENSIONS = ("png", "jpg", "webp")
-_FUSED = {"auto": None, "on": True, "off": False}
-
-
 def _tile_arg(value: str):
     if value == "auto":
         return value
@@ -117,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1..100 (default 95)")
     parser.add_argument("--alpha", choices=ALPHA_MODES, default="bicubic",
                         help="how the alpha channel is upscaled (default bicubic)")
-    parser.add_argument("--fused", choices=tuple(_FUSED), default="auto",
+    parser.add_argument("--fused", choices=FUSED_MODES, default="auto",
                         help="fused RRDB op: auto (on CUDA when built), on, off")
     parser.add_argument("--suffix", type=_suffix_arg, default="_out",
                         help="appended to output file names (default _out; no path separators)")
@@ -228,7 +226,7 @@ def run(args) -> int:
         return 1 if problems else 0
     try:
         up = Upscaler(model, device=args.device, dtype=args.dtype, tile=args.tile, overlap=args.overlap,
-                      feather=args.feather, batch_tiles=args.batch_tiles, fused=_FUSED[args.fused],
+                      feather=args.feather, batch_tiles=args.batch_tiles, fused=args.fused,
                       alpha=args.alpha, progress=True, max_output_pixels=max(1, round(args.max_pixels * 1e6)),
                       pre_pad=args.pre_pad)
     except Exception as e:  # noqa: BLE001 - any load failure ends the run with its message

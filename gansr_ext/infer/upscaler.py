@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import imresize
+from ..ops._common import fused_mode, resolve_fused
 from . import tiling
 from .convert import to_tensor
 
@@ -170,8 +171,9 @@ class Upscaler:
     input pixels reflect-padded on every side and cropped after (module docstring; 0: none). tile: None or 0 -> whole image at once; an int -> core tile size in
     input pixels; "auto" -> from free GPU memory (DEFAULT_CPU_TILE on CPU). overlap: context pixels
     per tile side (tiled == untiled when >= the receptive-field radius); feather: blending
-    half-width. batch_tiles: tiles per forward pass. fused: None (auto: on for CUDA when available),
-    True/False -> `model.set_fused`. alpha: "bicubic" (alpha resized with `imresize`) or "model"
+    half-width. batch_tiles: tiles per forward pass. fused: "auto" | "on" | "off" (or None | True | False;
+    `gansr_ext.ops._common.resolve_fused`) -> `model.set_fused`; "auto" turns the fused op on where it is
+    built for a CUDA device and leaves a CPU model's setting alone; a failing fused op is an error. alpha: "bicubic" (alpha resized with `imresize`) or "model"
     (alpha replicated to the model's channels). progress: a tqdm bar over tiles. max_output_pixels:
     images whose output (at the model's scale or at outscale, whichever is larger, times the batch)
     has more pixels are refused with ImageTooLargeError before any work (None: no limit).
@@ -213,7 +215,6 @@ class Upscaler:
         self.in_ch = int(getattr(self.model, "in_ch", 3))
         self.multiple = int(getattr(self.model, "unshuffle", 1))  # RRDBNet x2/x1 pixel-unshuffle the input
         self.scale = self._model_scale()
-        self._auto_fused = fused is None
         self._warned_overflow = False
         self._set_fused(fused)
         self.tile = self._auto_tile() if tile == "auto" else (tile or None)
@@ -247,19 +248,15 @@ class Upscaler:
         return int(scale)
 
     def _set_fused(self, fused) -> None:
-        has_switch = callable(getattr(self.model, "set_fused", None))
-        if fused is None:  # auto: the fused op pays off on CUDA; keep the model's setting elsewhere
-            if has_switch and self.device.type == "cuda":
-                from ..ops._common import fused_available
-
-                self.model.set_fused(fused_available(self.device))
-            return
-        if not has_switch:
-            if fused:
+        mode = fused_mode(fused)
+        if not callable(getattr(self.model, "set_fused", None)):
+            if mode == "on":
                 warnings.warn(f"Upscaler: {type(self.model).__name__} has no fused path (no set_fused); "
-                              "fused=True ignored", stacklevel=3)
+                              "fused=on ignored", stacklevel=3)
             return
-        self.model.set_fused(bool(fused))
+        if mode == "auto" and self.device.type != "cuda":  # the fused op pays off on CUDA
+            return
+        self.model.set_fused(resolve_fused(mode, self.device))
 
     def _auto_tile(self) -> int:
         """Core tile size for tile='auto': measured activation bytes/pixel against free GPU memory."""
@@ -278,21 +275,11 @@ class Upscaler:
 
     # -- model execution -----------------------------------------------------------------------
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Model on a device batch (fused auto mode falls back to the reference path once, loudly)."""
+        """Model on a device batch (a failing fused op is an error, never a silent rerun)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            try:
-                return self.model(x)
-            except torch.cuda.OutOfMemoryError:
-                raise
-            except (RuntimeError, NotImplementedError) as err:
-                if not (self._auto_fused and getattr(self.model, "fused", False)):
-                    raise
-                warnings.warn(f"Upscaler: fused path failed ({err}); using the reference path", stacklevel=2)
-                self.model.set_fused(False)
-                self._auto_fused = False
-                return self.model(x)
+            return self.model(x)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         """CPU float32 batch -> model -> CPU float32 (pinned staging for the host-to-GPU copy)."""

@@ -1,0 +1,74 @@
+"""One `fused` switch (issue 15.4): 'auto' | 'on' | 'off', also spelt None | True | False, resolved by
+`gansr_ext.ops._common.resolve_fused` for the ops, the trainer, the upscaler and `gansr upscale`."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gansr_ext.infer import Upscaler
+from gansr_ext.ops._common import FUSED_MODES, fused_available, fused_mode, resolve_fused, use_fused
+
+
+@pytest.mark.parametrize("spelling,mode", [(None, "auto"), (True, "on"), (False, "off"), ("auto", "auto"),
+                                           ("on", "on"), ("off", "off"), ("ON", "on")])
+def test_every_spelling_names_one_mode(spelling, mode):
+    assert fused_mode(spelling) == mode and mode in FUSED_MODES
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, 0, "fused"])
+def test_other_values_are_refused(bad):
+    with pytest.raises(ValueError, match="fused must be one of"):
+        fused_mode(bad)
+
+
+def test_the_resolver_is_the_ops_rule():
+    cpu = torch.device("cpu")
+    assert resolve_fused("off", cpu) is False and resolve_fused(False, cpu) is False
+    assert resolve_fused("auto", cpu) == fused_available(cpu) == resolve_fused(None, cpu)
+    x = torch.zeros(1)
+    for spelling in (None, True, False, "auto", "on", "off"):
+        if fused_mode(spelling) == "on" and not fused_available(cpu):
+            continue
+        assert use_fused(spelling, x) == resolve_fused(spelling, cpu)
+    assert resolve_fused("auto", "meta") is False
+    with pytest.raises(RuntimeError, match="run on cpu and cuda"):
+        resolve_fused("on", "meta")
+
+
+class _FusedFails(nn.Module):
+    """x2 model whose fused path raises (as a broken kernel would)."""
+
+    scale = 2
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 12, 3, padding=1)
+        self.fused = True
+
+    def set_fused(self, flag):
+        self.fused = bool(flag)
+
+    def forward(self, x):
+        if self.fused:
+            raise RuntimeError("fused kernel failed")
+        return F.pixel_shuffle(self.conv(x), 2)
+
+
+@pytest.mark.parametrize("fused", [None, "auto"])
+def test_a_failing_fused_path_is_an_error_not_a_silent_rerun(fused):
+    model = _FusedFails()
+    up = Upscaler(model, device="cpu", fused=fused)  # auto leaves a CPU model's setting alone
+    with pytest.raises(RuntimeError, match="fused kernel failed"):
+        up.upscale_tensor(torch.rand(1, 3, 8, 8))
+    assert model.fused
+
+
+def test_the_upscaler_takes_the_vocabulary():
+    model = _FusedFails()
+    Upscaler(model, device="cpu", fused="off")
+    assert not model.fused
+    out = Upscaler(model, device="cpu", fused=False).upscale_tensor(torch.rand(1, 3, 8, 8))
+    assert out.shape[-1] == 16
+    with pytest.raises(ValueError, match="fused must be one of"):
+        Upscaler(model, device="cpu", fused="sometimes")
