@@ -72,3 +72,14 @@ def test_the_upscaler_takes_the_vocabulary():
     assert out.shape[-1] == 16
     with pytest.raises(ValueError, match="fused must be one of"):
         Upscaler(model, device="cpu", fused="sometimes")
+
+
+def test_the_generator_takes_the_vocabulary():
+    from gansr_ext.models import RRDBNet
+
+    model = RRDBNet(nb=1, nf=8, gc=4)
+    cpu = torch.device("cpu")
+    assert model.set_fused("auto").fused == resolve_fused("auto", cpu) == model.set_fused(None).fused
+    assert not model.set_fused("off").fused and not model.set_fused(False).fused
+    with pytest.raises(ValueError, match="fused must be one of"):
+        model.set_fused("sometimes")

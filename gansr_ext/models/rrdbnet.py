@@ -118,7 +118,13 @@ class RRDBNet(nn.Module):
         """Constructor hyper-parameters (what checkpoints store as metadata)."""
         return dict(in_ch=self.in_ch, out_ch=self.out_ch, scale=self.scale, nf=self.nf, nb=self.nb, gc=self.gc)
 
-    def set_fused(self, flag: bool) -> "RRDBNet":
+    def set_fused(self, flag) -> "RRDBNet":
+        """`flag`: True/False, or the package's vocabulary ('auto' | 'on' | 'off' | None, resolved for
+        the device of the weights by `gansr_ext.ops._common.resolve_fused`)."""
+        if flag is None or isinstance(flag, str):
+            from ..ops._common import resolve_fused
+
+            flag = resolve_fused(flag, self.conv_first.weight.device)
         if flag:
             _fused_trunk_op()  # fail early when the op is missing
         self.fused = bool(flag)
