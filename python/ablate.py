@@ -56,7 +56,8 @@ class Budget:
 
 BUDGETS = {
     "smoke": Budget(20, 6, 2, 32, 16, 1, 8, 8),  # the test's budget: checks the runner, not the method
-    "cpu": Budget(2000, 300, 4, 64, 32, 2, 16, 16),
+    "cpu": Budget(1000, 120, 4, 48, 32, 2, 16, 16),  # ~1 hour on 2 busy cores for tables a-c x 3 seeds
+    "cpu-long": Budget(4000, 400, 6, 64, 32, 2, 16, 16),  # the demo's sizes
     "full": Budget(400_000, 400_000, 16, 128, 64, 23, 32, 64),
 }
 
@@ -90,7 +91,7 @@ TABLES = {
            "ragp", "ragp+fft0.3", "ragp+spectral"]),
     "d": ("Perceptual loss (RaGP + FFT 0.3)", ["perceptual-vgg", "perceptual-lpips", "perceptual-dists"]),
 }
-METRICS = ("psnr", "ssim", "niqe", "brisque", "lpips", "spectral_abs", "spectral_durall")
+METRICS = ("psnr", "ssim", "niqe", "brisque", "lpips", "spectral_abs", "spectral_durall", "d_loss", "d_gap")
 
 
 def _common(args, budget: Budget, run_root: Path) -> list[str]:
@@ -129,7 +130,8 @@ def _train_row(args, budget: Budget, run_root: Path, row: str, seed: int, stage1
         f"model.pretrained_g={stage1}", "model.discriminator.type=unet",
         f"model.discriminator.args={{nf: {budget.d_nf}}}", f"scheduler.milestones=[{max(1, it * 3 // 4)}]"])
     summary = Trainer(cfg).train()
-    return Path(summary["generator"]), _term_shares(run_root / f"{row}-seed{seed}" / "train_log.csv")
+    run_dir = run_root / f"{row}-seed{seed}"
+    return Path(summary["generator"]), _term_shares(run_dir / "train_log.csv"), _d_stats(run_dir)
 
 
 def _term_shares(log_csv: Path) -> dict:
@@ -140,6 +142,14 @@ def _term_shares(log_csv: Path) -> dict:
     means = {k[2:]: float(np.nanmean([abs(float(r[k])) for r in rows if r.get(k) not in (None, "")])) for k in keys}
     total = sum(means.values()) or 1.0
     return {k: v / total for k, v in means.items()}
+
+
+def _d_stats(run_dir: Path) -> dict:
+    """The discriminator's d_loss and real - fake logit gap over the last quarter of the run (did it learn?)."""
+    from gansr_ext.train.demo import discriminator_summary
+
+    d = discriminator_summary(run_dir)
+    return {"d_loss": d["d_loss"], "d_gap": d["logit_gap"]}
 
 
 def _held_back(args) -> list[tuple[str, np.ndarray]]:
@@ -244,7 +254,8 @@ def _fmt(mean, std, digits: int) -> str:
     return "n/a" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-_DIGITS = {"psnr": 2, "ssim": 4, "niqe": 3, "brisque": 2, "lpips": 4, "spectral_abs": 4, "spectral_durall": 5}
+_DIGITS = {"psnr": 2, "ssim": 4, "niqe": 3, "brisque": 2, "lpips": 4, "spectral_abs": 4, "spectral_durall": 5,
+           "d_loss": 3, "d_gap": 3}
 
 
 def _markdown(results: dict, tables: list[str], meta: dict, skipped: dict) -> str:
@@ -253,10 +264,13 @@ def _markdown(results: dict, tables: list[str], meta: dict, skipped: dict) -> st
              f"{meta['device']}, torch {meta['torch']}, commit {meta['commit']}, {meta['date']}, "
              f"{meta['seconds']:.0f} s in all (load average at start {meta['load_start']}).", "",
              f"Held-back material: {meta['held_back']}. Mean ± std over seeds; each seed's value is the mean "
-             "over tiles (NIQE: over whole images). ↓ lower is better, ↑ higher is better.", "",
+             "over tiles (NIQE: over whole images). ↓ lower is better, ↑ higher is better. D columns: the "
+             "discriminator's adversarial loss and real − fake logit over the last quarter of each run (its "
+             "chance value differs per loss: ln 2 = 0.693 for RaGAN/RcGAN, 1 for the hinge and LS variants, "
+             "0 gap for WGAN-GP).", "",
              *[f"- {n}" for n in meta["notes"]], ""]
     head = ["Row", "PSNR ↑", "SSIM ↑", "NIQE ↓", "BRISQUE ↓", "LPIPS ↓", "Spectral abs ↓", "Spectral Durall ↓",
-            "term shares of L_G"]
+            "D: d_loss", "D: real−fake logit", "term shares of L_G"]
     for key in tables:
         title, rows = TABLES[key]
         lines += [f"## ({key}) {title}", ""]
@@ -310,6 +324,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-train", default=None, help="HR training folder (default: scikit-image samples)")
     p.add_argument("--data-val", default=None, help="held-back HR folder (default: chelsea, coffee, rocket)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ablation")
+    p.add_argument("--runs", type=Path, default=None, help="folder for the training runs (default: OUT/runs)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if bool(args.data_train) != bool(args.data_val):
@@ -326,7 +341,7 @@ def main(argv=None) -> int:
     budget = BUDGETS[args.budget]
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
-    run_root = args.out / "runs"
+    run_root = args.runs or args.out / "runs"
     t0 = time.perf_counter()
     load_start = os.getloadavg()[0]
 
@@ -347,13 +362,13 @@ def main(argv=None) -> int:
     for row in rows:
         for seed in range(args.seeds):
             print(f"[ablate] {row} seed {seed} ...", flush=True)
-            g_path, sh = _train_row(args, budget, run_root, row, seed, stage1, pretrained)
-            per_seed.setdefault(row, []).append(evaluator.model(g_path))
+            g_path, sh, d_stats = _train_row(args, budget, run_root, row, seed, stage1, pretrained)
+            per_seed.setdefault(row, []).append({**evaluator.model(g_path), **d_stats})
             shares.setdefault(row, []).append(sh)
 
     results = {}
     for row, runs in per_seed.items():
-        results[row] = {m: _mean_std([r[m] for r in runs]) for m in METRICS}
+        results[row] = {m: _mean_std([r.get(m) for r in runs]) for m in METRICS}
         if row in shares:
             results[row]["shares"] = {k: float(np.mean([s[k] for s in shares[row]])) for k in shares[row][0]}
         results[row]["tiles"] = runs[0]["tiles"]
