@@ -68,11 +68,11 @@ class Trainer:
         self.lock: RunLock | None = None
         self._refuse_a_used_folder(resume)  # before any collective (DDP init): every rank looks, none writes
         seed_everything(cfg["seed"] + self.rank)
-        self.parts = p = build_parts(cfg, self.device, self.world, resume=bool(resume), generator=generator,
-                                     discriminator=discriminator, losses=losses, train_set=train_set,
-                                     val_set=val_set)
+        p = build_parts(cfg, self.device, self.world, resume=bool(resume), generator=generator,
+                        discriminator=discriminator, losses=losses, train_set=train_set, val_set=val_set)
         self.G, self.D, self.ema, self.losses, self.gan_loss = p.G, p.D, p.ema, p.losses, p.gan_loss
-        self.opt_g, self.sched_g, self.opt_d, self.sched_d, self.scaler = p.opt_g, p.sched_g, p.opt_d, p.sched_d, p.scaler
+        self.opt_g, self.sched_g, self.opt_d, self.sched_d = p.opt_g, p.sched_g, p.opt_d, p.sched_d
+        self.scaler = p.scaler
         self.train_set, self.val_set, self.metrics = p.train_set, p.val_set, metrics
         self.fused, self.amp_dtype, self.mem_format, self.notes = p.fused, p.amp_dtype, p.mem_format, p.notes
         self.gan = cfg["stage"] == "gan"
