@@ -1,6 +1,9 @@
-// Helpers shared by every op: output allocation (optionally poisoned) and input checks.
+// Helpers shared by every op: output allocation (optionally poisoned), input checks, the kernels'
+// dtype codes. Bad input is a ValueError (TORCH_CHECK_VALUE) or TypeError (TORCH_CHECK_TYPE) in Python.
 #pragma once
 #include <ATen/ATen.h>
+
+#include "kernel_defs.h"
 
 namespace gansr {
 
@@ -17,8 +20,19 @@ inline at::ScalarType compute_type(at::ScalarType t) {
 
 inline void check_floating(const at::Tensor& t, const char* op, const char* name) {
   const auto st = t.scalar_type();
-  TORCH_CHECK(st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBFloat16, op, ": ", name,
-              " must be float32, float64, float16 or bfloat16, got ", st);
+  TORCH_CHECK_TYPE(st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBFloat16, op, ": ", name,
+                   " must be float32/float64/float16/bfloat16, got ", st);
+}
+
+// The launchers' code for a floating dtype that check_floating accepted.
+inline DType kernel_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return DType::kFloat;
+    case at::kDouble: return DType::kDouble;
+    case at::kHalf: return DType::kHalf;
+    case at::kBFloat16: return DType::kBFloat16;
+    default: TORCH_CHECK_TYPE(false, "gansr: no kernel for dtype ", t);
+  }
 }
 
 }  // namespace gansr

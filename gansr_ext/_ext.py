@@ -48,6 +48,16 @@ def extension_available() -> bool:
     return _load() is not None
 
 
+def ops_loaded() -> bool:
+    """Whether `_C` is loaded, so `torch.ops.gansr.*` exist; never raises (a `_C` built against another
+    torch counts as not loaded, and `require_extension` or `extension_available` say why). The op
+    modules register their fake and autograd kernels at import when this is True."""
+    try:
+        return _load() is not None
+    except ImportError:
+        return False
+
+
 @functools.cache
 def cuda_kernels_available() -> bool:
     """True when `_C` holds CUDA kernels (compiled; says nothing about a GPU being present)."""

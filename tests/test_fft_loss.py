@@ -1,5 +1,8 @@
 """FFT loss: C++ CPU kernel (and CUDA kernel on a GPU) against the pure-PyTorch reference."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -235,25 +238,42 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_kernel_checks_inputs_itself():
-    # the C++ op must not trust its Python wrapper
+    # the C++ op must not trust its Python wrapper; its errors are Python's ValueError / TypeError
     x = torch.rand(1, 3, 8, 8)
-    with pytest.raises(RuntimeError, match="same shape"):
+    with pytest.raises(ValueError, match="same shape"):
         torch.ops.gansr.fft_loss_fwd(x, torch.rand(1, 3, 8, 6), 2, False)
-    with pytest.raises(RuntimeError, match="float32"):
+    with pytest.raises(TypeError, match="float32"):
         torch.ops.gansr.fft_loss_fwd(x.int(), x.int(), 2, False)
-    with pytest.raises(RuntimeError, match="empty"):
+    with pytest.raises(ValueError, match="empty"):
         torch.ops.gansr.fft_loss_fwd(x[:0], x[:0], 2, False)
     # norms of another dtype than spec: the CUDA kernel would read spec out of bounds
     _, norms, spec = torch.ops.gansr.fft_loss_fwd(x, x, 2, False)
-    with pytest.raises(RuntimeError, match="real dtype of spec"):
+    with pytest.raises(TypeError, match="real dtype of spec"):
         torch.ops.gansr.fft_loss_bwd(torch.ones(1), spec, norms.double(), 2, False, 8, True)
+
+
+def test_fake_and_autograd_kernels_registered_at_import():
+    # a fresh interpreter that only imports the package: the raw op is differentiable and traceable
+    code = """
+import torch, gansr_ext.ops
+from torch._subclasses.fake_tensor import FakeTensorMode
+sr = torch.rand(2, 3, 8, 6, requires_grad=True)
+loss, _, _ = torch.ops.gansr.fft_loss_fwd(sr, torch.rand(2, 3, 8, 6), 2, False)
+loss.sum().backward()
+g = torch.rand(2, 5, requires_grad=True)
+pen, _ = torch.ops.gansr.gp_penalty_fwd(g, 0, 1.0)
+pen.backward()
+assert sr.grad is not None and g.grad is not None
+with FakeTensorMode():
+    spec = torch.ops.gansr.fft_loss_fwd(torch.empty(2, 3, 8, 6), torch.empty(2, 3, 8, 6), 2, False)[2]
+    assert spec.shape == (2, 2, 3, 8, 4)
+    assert torch.ops.gansr.gp_interpolate(torch.empty(2, 3), torch.empty(2, 3), torch.empty(2), False).shape == (2, 3)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 @pytest.mark.parametrize("complex_mode", [False, True])
 def test_opcheck(complex_mode):
-    from gansr_ext.ops.fft_loss import _register
-
-    _register()
     sr, hr = _pair((2, 3, 6, 5), dtype=torch.float32)
     torch.library.opcheck(torch.ops.gansr.fft_loss_fwd.default, (sr, hr, 2, complex_mode))
     _, norms, spec = torch.ops.gansr.fft_loss_fwd(sr.detach(), hr.detach(), 1, complex_mode)

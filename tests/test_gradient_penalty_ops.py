@@ -179,12 +179,12 @@ def test_bad_inputs_give_clear_errors():
         gp_interpolate(r, r, torch.rand(3), fused=True)
     with pytest.raises(TypeError, match="dtype"):
         gp_interpolate(r, r.double(), torch.rand(2), fused=True)
-    # the raw ops check too (RuntimeError from TORCH_CHECK, naming the problem)
-    with pytest.raises(RuntimeError, match="kind must be"):
+    # the raw ops check too (ValueError / TypeError from TORCH_CHECK_VALUE / _TYPE, naming the problem)
+    with pytest.raises(ValueError, match="kind must be"):
         torch.ops.gansr.gp_penalty_fwd(g, 5, 1.0)
-    with pytest.raises(RuntimeError, match="same shape"):
+    with pytest.raises(ValueError, match="same shape"):
         torch.ops.gansr.gp_interpolate(r, torch.randn(2, 3, 4, 5), torch.rand(2), False)
-    with pytest.raises(RuntimeError, match="norms must be"):
+    with pytest.raises(ValueError, match="norms must be"):
         torch.ops.gansr.gp_penalty_bwd(torch.tensor(1.0), None, g, torch.ones(3), 0, 1.0)
 
 
@@ -265,12 +265,12 @@ def test_cuda_opcheck():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_cuda_kernels_nan_in_gives_nan_out_emulated(kind):
-    """gp_kernels.cu, unmodified, run by the CPU emulator of tests/test_kernels_on_cpu.py: a NaN gradient
+    """gradient_penalty_kernels.cu, unmodified, run by the CPU emulator of tests/test_kernels_on_cpu.py: a NaN gradient
     element gives a NaN penalty and its sample a NaN derivative, as the reference does. Norms below 1,
     where the one-sided branch once turned NaN into 0."""
     from cuda_on_cpu.harness import Buffer, build
 
-    k = build("gp")
+    k = build("gradient_penalty")
     g = torch.randn(3, 2, 3, 2) * 0.05
     g[1, 0, 2, 1] = float("nan")
     B, per, code, scale = 3, 12, KIND_CODES[kind], 10.0 / 3

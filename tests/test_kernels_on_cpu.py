@@ -143,7 +143,7 @@ def check_interpolate(k, shape, dtype, cap=None):
     close(out.t, gp_interpolate_reference(real, fake, eps), rtol=RTOL[dtype])
 
 
-@lib("gp")
+@lib("gradient_penalty")
 @pytest.mark.parametrize("dtype", list(DTYPE_CODES))
 @pytest.mark.parametrize("shape,cap", [((1, 3, 5, 7), None), ((3, 2, 33, 17), None), ((2, 3, 17, 19), 2)])
 def test_gp_interpolate_kernel_matches_reference(k, shape, cap, dtype):
@@ -173,7 +173,7 @@ def check_penalty_forward(k, shape, kind, dtype, cap=None):
     close(loss, gp_penalty_reference(g.double(), kind, weight=10.0), rtol=RTOL[acc(dtype)] * 20, atol=1e-12)
 
 
-@lib("gp")
+@lib("gradient_penalty")
 @pytest.mark.parametrize("dtype", list(DTYPE_CODES))
 @pytest.mark.parametrize("shape", GP_SHAPES)
 @pytest.mark.parametrize("kind", list(KIND_CODES))
@@ -181,19 +181,19 @@ def test_gp_penalty_kernels_match_reference(k, shape, kind, dtype):
     check_penalty_forward(k, shape, kind, dtype)
 
 
-@lib("gp")
+@lib("gradient_penalty")
 @pytest.mark.parametrize("dtype", list(DTYPE_CODES))
 @pytest.mark.parametrize("shape,cap", [((1, 1), None), ((37, 2, 3), None), ((37, 32), 1)])
 def test_gp_penalty_small_samples_one_thread_each(k, shape, cap, dtype):
     check_penalty_forward(k, shape, "wgan-gp", dtype, cap)
 
 
-@lib("gp")
+@lib("gradient_penalty")
 def test_gp_penalty_finish_kernel_loops_over_more_samples_than_threads(k):
     check_penalty_forward(k, (300, 5), "one-sided", torch.bfloat16)
 
 
-@lib("gp")
+@lib("gradient_penalty")
 def test_gp_kernels_take_a_batch_beyond_the_grid_y_limit(k):
     # gridDim.y stops at 65535 and the CPU op takes any batch: B must not be a y index. Tiny samples
     # (3 elements) keep the 65,537-sample run to a fraction of a second.
@@ -224,7 +224,7 @@ def check_penalty_backward(k, shape, kind, dtype, with_grad_norms, cap=None):
     close(out.t, x.grad, rtol=RTOL[dtype] * 4, atol=RTOL[dtype] * 1e-3)
 
 
-@lib("gp")
+@lib("gradient_penalty")
 @pytest.mark.parametrize("dtype", list(DTYPE_CODES))
 @pytest.mark.parametrize("shape,cap,with_grad_norms", [((1, 3, 5, 7), None, False), ((3, 2, 33, 17), None, True),
                                                        ((2, 3, 17, 19), 3, True)])
@@ -390,7 +390,7 @@ def test_thread_mode_runs_the_same_kernels(k):
 
 
 def test_thread_mode_runs_shuffle_reductions(kernels):
-    k = kernels["gp"]
+    k = kernels["gradient_penalty"]
     k.configure(threads=True)
     try:
         check_penalty_forward(k, (2, 3, 31, 29), "wgan-gp", torch.float32)
@@ -422,9 +422,9 @@ MUTATIONS = {  # name: (op, anchor, old text after the anchor, new text, check t
                                       lambda k: check_fft_forward(k, (1, 1, 4, 4), 2, "complex", torch.float64)),
     "fft mirror row off by one": ("fft_loss", "grad_spectrum_kernel(", "(H - r) % H", "(H - r)",
                                   lambda k: check_fft_backward(k, (2, 2, 6, 8), 2, "complex", need_hr=True)),
-    "gp missing barrier": ("gp", "A block_sum(A v", "__syncthreads();", "",
+    "gp missing barrier": ("gradient_penalty", "A block_sum(A v", "__syncthreads();", "",
                            lambda k: check_penalty_forward(k, (2, 3, 31, 29), "wgan-gp", torch.float32)),
-    "gp grid-stride step skips": ("gp", "penalty_bwd_kernel(", "i += (int64_t)gridDim.x * blockDim.x",
+    "gp grid-stride step skips": ("gradient_penalty", "penalty_bwd_kernel(", "i += (int64_t)gridDim.x * blockDim.x",
                                   "i += 2 * (int64_t)gridDim.x * blockDim.x",
                                   lambda k: check_penalty_backward(k, (2, 3, 17, 19), "r1", torch.float32, True, cap=2)),
     "rrdb epilogue bounds check dropped": ("rrdb", "epilogue_kernel(EpilogueArgs", "if (c >= a.C) return;", "",

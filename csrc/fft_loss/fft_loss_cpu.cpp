@@ -16,36 +16,37 @@ namespace gansr {
 
 void check_fft_loss_inputs(const at::Tensor& sr, const at::Tensor& hr, int64_t p) {
   constexpr const char* op = "gansr::fft_loss";
-  TORCH_CHECK(p == 1 || p == 2, op, ": p must be 1 or 2, got ", p);
-  TORCH_CHECK(sr.dim() == 4, op, ": sr must be 4-D (B, C, H, W), got shape ", sr.sizes());
-  TORCH_CHECK(sr.sizes() == hr.sizes(), op, ": sr and hr must have the same shape, got ", sr.sizes(), " and ",
-              hr.sizes());
-  TORCH_CHECK(sr.device() == hr.device(), op, ": sr and hr must be on the same device, got ", sr.device(),
-              " and ", hr.device());
-  TORCH_CHECK(sr.scalar_type() == hr.scalar_type(), op, ": sr and hr must have the same dtype, got ",
-              sr.scalar_type(), " and ", hr.scalar_type());
+  TORCH_CHECK_VALUE(p == 1 || p == 2, op, ": p must be 1 or 2, got ", p);
+  TORCH_CHECK_VALUE(sr.dim() == 4, op, ": sr must be 4-D (B, C, H, W), got shape ", sr.sizes());
+  TORCH_CHECK_VALUE(sr.sizes() == hr.sizes(), op, ": sr and hr must have the same shape, got ", sr.sizes(), " and ",
+                    hr.sizes());
+  TORCH_CHECK_VALUE(sr.device() == hr.device(), op, ": sr and hr must be on the same device, got ", sr.device(),
+                    " and ", hr.device());
+  TORCH_CHECK_TYPE(sr.scalar_type() == hr.scalar_type(), op, ": sr and hr must have the same dtype, got ",
+                   sr.scalar_type(), " and ", hr.scalar_type());
   check_floating(sr, op, "sr");
-  TORCH_CHECK(sr.numel() > 0, op, ": empty input of shape ", sr.sizes());
-  TORCH_CHECK(sr.size(2) >= 2 && sr.size(3) >= 2, op, ": H and W must be >= 2, got ", sr.sizes());
+  TORCH_CHECK_VALUE(sr.numel() > 0, op, ": empty input of shape ", sr.sizes());
+  TORCH_CHECK_VALUE(sr.size(2) >= 2 && sr.size(3) >= 2, op, ": H and W must be >= 2, got ", sr.sizes());
 }
 
 void check_fft_loss_bwd_inputs(const at::Tensor& grad_loss, const at::Tensor& spec, const at::Tensor& norms,
                                int64_t p, int64_t W) {
   constexpr const char* op = "gansr::fft_loss_bwd";
-  TORCH_CHECK(p == 1 || p == 2, op, ": p must be 1 or 2, got ", p);
-  TORCH_CHECK(spec.dim() == 5 && spec.size(0) == 2 && spec.is_complex(), op,
-              ": spec must be the complex (2, B, C, H, W/2+1) unnormalised spectrum from fft_loss_fwd, got ", spec.sizes(), " ",
-              spec.scalar_type());
-  TORCH_CHECK(spec.size(4) == W / 2 + 1, op, ": W=", W, " does not match spec width ", spec.size(4));
+  TORCH_CHECK_VALUE(p == 1 || p == 2, op, ": p must be 1 or 2, got ", p);
+  TORCH_CHECK_VALUE(spec.dim() == 5 && spec.size(0) == 2 && spec.is_complex(), op,
+                    ": spec must be the complex (2, B, C, H, W/2+1) unnormalised spectrum from fft_loss_fwd, got ",
+                    spec.sizes(), " ", spec.scalar_type());
+  TORCH_CHECK_VALUE(spec.size(4) == W / 2 + 1, op, ": W=", W, " does not match spec width ", spec.size(4));
   const int64_t B = spec.size(1);
-  TORCH_CHECK(norms.dim() == 2 && norms.size(0) == B && norms.size(1) == 3, op, ": norms must be (B, 3)");
+  TORCH_CHECK_VALUE(norms.dim() == 2 && norms.size(0) == B && norms.size(1) == 3, op, ": norms must be (B, 3), got ",
+                    norms.sizes());
   // the CUDA kernel reads spec as interleaved values of norms' dtype: a mismatch would read out of bounds
-  TORCH_CHECK(norms.scalar_type() == c10::toRealValueType(spec.scalar_type()), op, ": norms (",
-              norms.scalar_type(), ") must be the real dtype of spec (", spec.scalar_type(), ")");
-  TORCH_CHECK(grad_loss.dim() == 1 && grad_loss.size(0) == B, op, ": grad_loss must be (B,), got ",
-              grad_loss.sizes());
-  TORCH_CHECK(grad_loss.device() == spec.device() && norms.device() == spec.device(), op,
-              ": all inputs must be on one device");
+  TORCH_CHECK_TYPE(norms.scalar_type() == c10::toRealValueType(spec.scalar_type()), op, ": norms (",
+                   norms.scalar_type(), ") must be the real dtype of spec (", spec.scalar_type(), ")");
+  TORCH_CHECK_VALUE(grad_loss.dim() == 1 && grad_loss.size(0) == B, op, ": grad_loss must be (B,), got ",
+                    grad_loss.sizes());
+  TORCH_CHECK_VALUE(grad_loss.device() == spec.device() && norms.device() == spec.device(), op,
+                    ": all inputs must be on one device");
 }
 
 namespace {

@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "../common.h"
+#include "../cuda_check.h"
 #include "fft_loss.h"
 #include "fft_loss_kernels.h"
 #include "plan_cache.h"
@@ -39,12 +40,6 @@ const char* cufft_error_name(cufftResult r) {
     cufftResult _r = (expr);                                                                         \
     TORCH_CHECK(_r == CUFFT_SUCCESS, "cuFFT call failed: ", #expr, ": ", cufft_error_name(_r), " (", \
                 (int)_r, ")");                                                                       \
-  } while (0)
-
-#define GANSR_CUDA_CHECK(expr)                                                                        \
-  do {                                                                                                \
-    cudaError_t _e = (expr);                                                                          \
-    TORCH_CHECK(_e == cudaSuccess, "CUDA error in ", #expr, ": ", cudaGetErrorString(_e));            \
   } while (0)
 
 struct Plan {

@@ -1,7 +1,6 @@
 // CUDA kernels of the FFT loss (no torch headers: fast to compile). The transforms are cuFFT calls
 // made by fft_loss_cuda.cpp; these kernels do everything between and after them.
-#include <cuda_runtime.h>
-
+#include "../device_utils.cuh"
 #include "fft_loss_kernels.h"
 #include "fft_loss_math.h"
 
@@ -94,11 +93,6 @@ __global__ void grad_spectrum_kernel(const T* __restrict__ spec, T scale, const 
   }
 }
 
-int grid_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return (int)(blocks < 65535 * 8 ? blocks : 65535 * 8);
-}
-
 }  // namespace
 
 int norms_chunks(int64_t per) {
@@ -121,8 +115,8 @@ cudaError_t launch_grad_spectrum(const T* spec, T scale, const T* norms, const T
                                  int64_t H, int64_t Wf, int64_t W, int p, bool cplx, bool need_hr, T* z,
                                  cudaStream_t stream) {
   const int64_t n = B * C * H * Wf;
-  grad_spectrum_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(spec, scale, norms, grad_loss, B, C, H, Wf, W, p,
-                                                               cplx, need_hr, z);
+  grad_spectrum_kernel<T><<<dev::grid_for(n, kThreads), kThreads, 0, stream>>>(spec, scale, norms, grad_loss, B, C, H,
+                                                                               Wf, W, p, cplx, need_hr, z);
   return cudaGetLastError();
 }
 

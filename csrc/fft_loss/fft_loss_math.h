@@ -4,11 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define GANSR_HD __host__ __device__ __forceinline__
-#else
-#define GANSR_HD inline
-#endif
+#include "../kernel_defs.h"
 
 namespace gansr {
 namespace fftloss {

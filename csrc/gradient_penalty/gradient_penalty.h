@@ -2,7 +2,7 @@
 //
 //   gp_interpolate(real, fake, eps[B], channels_last) -> xhat,  xhat_b = eps_b real_b + (1 - eps_b) fake_b
 //   gp_penalty_fwd(g, kind, weight) -> (loss = weight * mean_b f(||g_b||), norms[B])
-//   gp_penalty_bwd(grad_loss, grad_norms?, g, norms, kind, weight) -> c_b * g_b  (gp_math.h)
+//   gp_penalty_bwd(grad_loss, grad_norms?, g, norms, kind, weight) -> c_b * g_b  (gradient_penalty_math.h)
 // Computed in fp32 (fp64 for fp64 inputs). Kernels need each sample's elements in one contiguous
 // block: contiguous and channels_last tensors both qualify, anything else is made contiguous.
 #pragma once

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "../common.h"
-#include "gp_math.h"
+#include "gradient_penalty_math.h"
 #include "gradient_penalty.h"
 
 namespace gansr {
@@ -15,27 +15,28 @@ namespace gansr {
 void check_gp_interpolate_inputs(const at::Tensor& real, const at::Tensor& fake, const at::Tensor& eps,
                                  bool channels_last) {
   constexpr const char* op = "gansr::gp_interpolate";
-  TORCH_CHECK(real.dim() >= 1, op, ": real must have a batch dim, got shape ", real.sizes());
-  TORCH_CHECK(real.sizes() == fake.sizes(), op, ": real and fake must have the same shape, got ", real.sizes(),
-              " and ", fake.sizes());
-  TORCH_CHECK(real.scalar_type() == fake.scalar_type(), op, ": real and fake must have the same dtype, got ",
-              real.scalar_type(), " and ", fake.scalar_type());
+  TORCH_CHECK_VALUE(real.dim() >= 1, op, ": real must have a batch dim, got shape ", real.sizes());
+  TORCH_CHECK_VALUE(real.sizes() == fake.sizes(), op, ": real and fake must have the same shape, got ", real.sizes(),
+                    " and ", fake.sizes());
+  TORCH_CHECK_TYPE(real.scalar_type() == fake.scalar_type(), op, ": real and fake must have the same dtype, got ",
+                   real.scalar_type(), " and ", fake.scalar_type());
   check_floating(real, op, "real");
   check_floating(eps, op, "eps");
-  TORCH_CHECK(real.numel() > 0, op, ": empty input of shape ", real.sizes());
-  TORCH_CHECK(eps.dim() == 1 && eps.size(0) == real.size(0), op, ": eps must be (B,) = (", real.size(0),
-              ",), got ", eps.sizes());
-  TORCH_CHECK(real.device() == fake.device() && real.device() == eps.device(), op,
-              ": real, fake and eps must be on one device");
-  TORCH_CHECK(!channels_last || real.dim() == 4, op, ": channels_last needs a 4-D input, got ", real.sizes());
+  TORCH_CHECK_VALUE(real.numel() > 0, op, ": empty input of shape ", real.sizes());
+  TORCH_CHECK_VALUE(eps.dim() == 1 && eps.size(0) == real.size(0), op, ": eps must be (B,) = (", real.size(0),
+                    ",), got ", eps.sizes());
+  TORCH_CHECK_VALUE(real.device() == fake.device() && real.device() == eps.device(), op,
+                    ": real, fake and eps must be on one device");
+  TORCH_CHECK_VALUE(!channels_last || real.dim() == 4, op, ": channels_last needs a 4-D input, got ", real.sizes());
 }
 
 void check_gp_penalty_inputs(const at::Tensor& g, int64_t kind) {
   constexpr const char* op = "gansr::gp_penalty_fwd";
-  TORCH_CHECK(kind >= 0 && kind <= 2, op, ": kind must be 0 (wgan-gp), 1 (one-sided) or 2 (r1), got ", kind);
-  TORCH_CHECK(g.dim() >= 2, op, ": grad must be (B, ...) with at least 2 dims, got ", g.sizes());
+  TORCH_CHECK_VALUE(kind >= 0 && kind <= 2, op, ": kind must be 0 (wgan-gp), 1 (one-sided) or 2 (r1), got ",
+                    kind);
   check_floating(g, op, "grad");
-  TORCH_CHECK(g.numel() > 0, op, ": empty grad of shape ", g.sizes());
+  TORCH_CHECK_VALUE(g.dim() >= 2 && g.numel() > 0, op, ": grad must be a non-empty (B, ...) tensor, got shape ",
+                    g.sizes());
 }
 
 void check_gp_penalty_bwd_inputs(const at::Tensor& grad_loss, const c10::optional<at::Tensor>& grad_norms,
@@ -43,15 +44,17 @@ void check_gp_penalty_bwd_inputs(const at::Tensor& grad_loss, const c10::optiona
   constexpr const char* op = "gansr::gp_penalty_bwd";
   check_gp_penalty_inputs(g, kind);
   const int64_t B = g.size(0);
-  TORCH_CHECK(grad_loss.numel() == 1, op, ": grad_loss must hold one value, got ", grad_loss.sizes());
-  TORCH_CHECK(norms.dim() == 1 && norms.size(0) == B, op, ": norms must be (B,) = (", B, ",), got ", norms.sizes());
-  TORCH_CHECK(norms.scalar_type() == compute_type(g.scalar_type()), op, ": norms must be ",
-              compute_type(g.scalar_type()), " (from gp_penalty_fwd), got ", norms.scalar_type());
-  TORCH_CHECK(grad_loss.device() == g.device() && norms.device() == g.device(), op, ": all inputs must be on one device");
+  TORCH_CHECK_VALUE(grad_loss.numel() == 1, op, ": grad_loss must hold one value, got ", grad_loss.sizes());
+  TORCH_CHECK_VALUE(norms.dim() == 1 && norms.size(0) == B, op, ": norms must be (B,) = (", B, ",), got ",
+                    norms.sizes());
+  TORCH_CHECK_TYPE(norms.scalar_type() == compute_type(g.scalar_type()), op, ": norms must be ",
+                   compute_type(g.scalar_type()), " (from gp_penalty_fwd), got ", norms.scalar_type());
+  TORCH_CHECK_VALUE(grad_loss.device() == g.device() && norms.device() == g.device(), op,
+                    ": all inputs must be on one device");
   if (grad_norms.has_value()) {
-    TORCH_CHECK(grad_norms->dim() == 1 && grad_norms->size(0) == B, op, ": grad_norms must be (B,), got ",
-                grad_norms->sizes());
-    TORCH_CHECK(grad_norms->device() == g.device(), op, ": all inputs must be on one device");
+    TORCH_CHECK_VALUE(grad_norms->dim() == 1 && grad_norms->size(0) == B, op, ": grad_norms must be (B,), got ",
+                      grad_norms->sizes());
+    TORCH_CHECK_VALUE(grad_norms->device() == g.device(), op, ": all inputs must be on one device");
   }
 }
 

@@ -1,31 +1,16 @@
-// Gradient penalty on CUDA: torch glue around gp_kernels.cu. Everything runs on the current stream
+// Gradient penalty on CUDA: torch glue around gradient_penalty_kernels.cu. Everything runs on the current stream
 // without host synchronisation (grad_loss is read on the device), so it is CUDA-graph capturable.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include "../common.h"
-#include "gp_kernels.h"
+#include "../cuda_check.h"
 #include "gradient_penalty.h"
+#include "gradient_penalty_kernels.h"
 
 namespace gansr {
 namespace {
-
-#define GANSR_GP_CUDA_CHECK(expr)                                                           \
-  do {                                                                                      \
-    cudaError_t _e = (expr);                                                                \
-    TORCH_CHECK(_e == cudaSuccess, "CUDA error in ", #expr, ": ", cudaGetErrorString(_e)); \
-  } while (0)
-
-int dtype_code(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return gp::kF32;
-    case at::kDouble: return gp::kF64;
-    case at::kHalf: return gp::kF16;
-    case at::kBFloat16: return gp::kBF16;
-    default: TORCH_CHECK(false, "gansr::gp_*: unsupported dtype ", t);
-  }
-}
 
 at::Tensor gp_interpolate_cuda(const at::Tensor& real, const at::Tensor& fake, const at::Tensor& eps,
                                bool channels_last) {
@@ -36,9 +21,9 @@ at::Tensor gp_interpolate_cuda(const at::Tensor& real, const at::Tensor& fake, c
   auto e = eps.to(compute_type(real.scalar_type())).contiguous();
   auto out = new_output(real.sizes(), real.options().memory_format(fmt));
   const int64_t B = real.size(0), per = real.numel() / B;
-  GANSR_GP_CUDA_CHECK(gp::launch_interpolate(dtype_code(real.scalar_type()), r.const_data_ptr(), f.const_data_ptr(),
-                                             e.const_data_ptr(), out.data_ptr(), B, per,
-                                             c10::cuda::getCurrentCUDAStream().stream()));
+  GANSR_CUDA_CHECK(gp::launch_interpolate(kernel_dtype(real.scalar_type()), r.const_data_ptr(), f.const_data_ptr(),
+                                          e.const_data_ptr(), out.data_ptr(), B, per,
+                                          c10::cuda::getCurrentCUDAStream().stream()));
   return out;
 }
 
@@ -52,9 +37,9 @@ std::tuple<at::Tensor, at::Tensor> gp_penalty_fwd_cuda(const at::Tensor& grad, i
   auto partial = at::empty({B, chunks}, opts);
   auto loss = new_output({}, opts);
   auto norms = new_output({B}, opts);
-  GANSR_GP_CUDA_CHECK(gp::launch_penalty_fwd(dtype_code(g.scalar_type()), g.const_data_ptr(), B, per, (int)kind,
-                                             weight / (double)B, partial.data_ptr(), chunks, norms.data_ptr(),
-                                             loss.data_ptr(), c10::cuda::getCurrentCUDAStream().stream()));
+  GANSR_CUDA_CHECK(gp::launch_penalty_fwd(kernel_dtype(g.scalar_type()), g.const_data_ptr(), B, per, (int)kind,
+                                          weight / (double)B, partial.data_ptr(), chunks, norms.data_ptr(),
+                                          loss.data_ptr(), c10::cuda::getCurrentCUDAStream().stream()));
   return {loss, norms};
 }
 
@@ -69,10 +54,10 @@ at::Tensor gp_penalty_bwd_cuda(const at::Tensor& grad_loss, const c10::optional<
   auto gn = grad_norms.has_value() ? grad_norms->to(ct).contiguous() : at::Tensor();
   auto nm = norms.contiguous();
   auto out = new_output(g.sizes(), g.options().memory_format(grad_output_format(g)));
-  GANSR_GP_CUDA_CHECK(gp::launch_penalty_bwd(dtype_code(g.scalar_type()), g.const_data_ptr(), nm.const_data_ptr(),
-                                             gl.const_data_ptr(), gn.defined() ? gn.const_data_ptr() : nullptr, B, per,
-                                             (int)kind, weight / (double)B, out.data_ptr(),
-                                             c10::cuda::getCurrentCUDAStream().stream()));
+  GANSR_CUDA_CHECK(gp::launch_penalty_bwd(kernel_dtype(g.scalar_type()), g.const_data_ptr(), nm.const_data_ptr(),
+                                          gl.const_data_ptr(), gn.defined() ? gn.const_data_ptr() : nullptr, B, per,
+                                          (int)kind, weight / (double)B, out.data_ptr(),
+                                          c10::cuda::getCurrentCUDAStream().stream()));
   return out;
 }
 

@@ -1,12 +1,9 @@
 // CUDA kernels of the gradient penalty: one elementwise pass for the interpolation, a two-stage
 // deterministic reduction (per-chunk sums of squares, then one block for norms, penalty and mean)
 // for the forward, one elementwise pass for the backward.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
-#include "gp_kernels.h"
-#include "gp_math.h"
+#include "../device_utils.cuh"
+#include "gradient_penalty_kernels.h"
+#include "gradient_penalty_math.h"
 
 namespace gansr {
 namespace gp {
@@ -14,22 +11,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <typename T> struct Acc { using type = float; };
-template <> struct Acc<double> { using type = double; };
-
-template <typename T> __device__ __forceinline__ typename Acc<T>::type load(const T* p, int64_t i) {
-  return static_cast<typename Acc<T>::type>(p[i]);
-}
-template <> __device__ __forceinline__ float load<__half>(const __half* p, int64_t i) { return __half2float(p[i]); }
-template <> __device__ __forceinline__ float load<__nv_bfloat16>(const __nv_bfloat16* p, int64_t i) {
-  return __bfloat162float(p[i]);
-}
-
-template <typename T, typename A> __device__ __forceinline__ T store_cast(A v) { return static_cast<T>(v); }
-template <> __device__ __forceinline__ __half store_cast<__half, float>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 store_cast<__nv_bfloat16, float>(float v) {
-  return __float2bfloat16_rn(v);
-}
+using dev::acc_t;
+using dev::load;
+using dev::store_cast;
 
 template <typename A>
 __device__ A block_sum(A v, A* smem) {
@@ -46,16 +30,11 @@ __device__ A block_sum(A v, A* smem) {
   return r;  // valid on thread 0
 }
 
-int grid_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return (int)(blocks < 65535 * 8 ? (blocks < 1 ? 1 : blocks) : 65535 * 8);
-}
-
 template <typename T>
 __global__ void interpolate_kernel(const T* __restrict__ real, const T* __restrict__ fake,
-                                   const typename Acc<T>::type* __restrict__ eps, T* __restrict__ out, int64_t n,
+                                   const acc_t<T>* __restrict__ eps, T* __restrict__ out, int64_t n,
                                    int64_t per) {
-  using A = typename Acc<T>::type;
+  using A = acc_t<T>;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     const A w = eps[i / per];
     out[i] = store_cast<T, A>(w * load(real, i) + (A(1) - w) * load(fake, i));
@@ -65,8 +44,8 @@ __global__ void interpolate_kernel(const T* __restrict__ real, const T* __restri
 // grid (B, chunks): sum of squares of one chunk of one sample. The batch is the x dimension:
 // gridDim.y stops at 65535, chunks (<= 128) never come near it.
 template <typename T>
-__global__ void sumsq_partial_kernel(const T* __restrict__ g, int64_t per, typename Acc<T>::type* __restrict__ partial) {
-  using A = typename Acc<T>::type;
+__global__ void sumsq_partial_kernel(const T* __restrict__ g, int64_t per, acc_t<T>* __restrict__ partial) {
+  using A = acc_t<T>;
   __shared__ A smem[kThreads / 32];
   const int64_t b = blockIdx.x, chunks = gridDim.y;
   const int64_t chunk = (per + chunks - 1) / chunks;
@@ -87,8 +66,8 @@ constexpr int64_t kSmallSample = 32;
 
 template <typename T>
 __global__ void sumsq_small_kernel(const T* __restrict__ g, int64_t B, int64_t per,
-                                   typename Acc<T>::type* __restrict__ partial) {
-  using A = typename Acc<T>::type;
+                                   acc_t<T>* __restrict__ partial) {
+  using A = acc_t<T>;
   for (int64_t b = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; b < B; b += (int64_t)gridDim.x * blockDim.x) {
     const T* x = g + b * per;
     A v = A(0);
@@ -118,27 +97,16 @@ __global__ void penalty_finish_kernel(const A* __restrict__ partial, int64_t B, 
 }
 
 template <typename T>
-__global__ void penalty_bwd_kernel(const T* __restrict__ g, const typename Acc<T>::type* __restrict__ norms,
-                                   const typename Acc<T>::type* __restrict__ grad_loss,
-                                   const typename Acc<T>::type* __restrict__ grad_norms, int64_t n, int64_t per,
-                                   int kind, typename Acc<T>::type scale, T* __restrict__ out) {
-  using A = typename Acc<T>::type;
+__global__ void penalty_bwd_kernel(const T* __restrict__ g, const acc_t<T>* __restrict__ norms,
+                                   const acc_t<T>* __restrict__ grad_loss,
+                                   const acc_t<T>* __restrict__ grad_norms, int64_t n, int64_t per,
+                                   int kind, acc_t<T> scale, T* __restrict__ out) {
+  using A = acc_t<T>;
   const A gl = *grad_loss;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
     const int64_t b = i / per;
     const A c = sample_coef<A>(norms[b], kind, scale, gl, grad_norms ? grad_norms[b] : A(0));
     out[i] = store_cast<T, A>(c * load(g, i));
-  }
-}
-
-template <typename Fn>
-cudaError_t dispatch(int dtype, Fn&& fn) {
-  switch (dtype) {
-    case kF32: return fn(float{});
-    case kF64: return fn(double{});
-    case kF16: return fn(__half{});
-    case kBF16: return fn(__nv_bfloat16{});
-    default: return cudaErrorInvalidValue;
   }
 }
 
@@ -150,26 +118,27 @@ int penalty_chunks(int64_t per) {
   return (int)(c < 128 ? (c < 1 ? 1 : c) : 128);
 }
 
-cudaError_t launch_interpolate(int dtype, const void* real, const void* fake, const void* eps, void* out, int64_t B,
+cudaError_t launch_interpolate(DType dtype, const void* real, const void* fake, const void* eps, void* out, int64_t B,
                                int64_t per, cudaStream_t stream) {
-  return dispatch(dtype, [&](auto tag) {
+  return dev::dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    using A = typename Acc<T>::type;
+    using A = acc_t<T>;
     const int64_t n = B * per;
-    interpolate_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(static_cast<const T*>(real), static_cast<const T*>(fake),
-                                                                static_cast<const A*>(eps), static_cast<T*>(out), n, per);
+    interpolate_kernel<T><<<dev::grid_for(n, kThreads), kThreads, 0, stream>>>(
+        static_cast<const T*>(real), static_cast<const T*>(fake), static_cast<const A*>(eps), static_cast<T*>(out), n,
+        per);
     return cudaGetLastError();
   });
 }
 
-cudaError_t launch_penalty_fwd(int dtype, const void* g, int64_t B, int64_t per, int kind, double scale,
+cudaError_t launch_penalty_fwd(DType dtype, const void* g, int64_t B, int64_t per, int kind, double scale,
                                void* partial, int chunks, void* norms, void* loss, cudaStream_t stream) {
-  return dispatch(dtype, [&](auto tag) {
+  return dev::dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    using A = typename Acc<T>::type;
+    using A = acc_t<T>;
     if (chunks == 1 && per <= kSmallSample) {
-      sumsq_small_kernel<T><<<grid_for(B), kThreads, 0, stream>>>(static_cast<const T*>(g), B, per,
-                                                                 static_cast<A*>(partial));
+      sumsq_small_kernel<T><<<dev::grid_for(B, kThreads), kThreads, 0, stream>>>(static_cast<const T*>(g), B, per,
+                                                                                 static_cast<A*>(partial));
     } else {
       sumsq_partial_kernel<T><<<dim3((unsigned)B, chunks), kThreads, 0, stream>>>(static_cast<const T*>(g), per,
                                                                                  static_cast<A*>(partial));
@@ -180,14 +149,14 @@ cudaError_t launch_penalty_fwd(int dtype, const void* g, int64_t B, int64_t per,
   });
 }
 
-cudaError_t launch_penalty_bwd(int dtype, const void* g, const void* norms, const void* grad_loss,
+cudaError_t launch_penalty_bwd(DType dtype, const void* g, const void* norms, const void* grad_loss,
                                const void* grad_norms, int64_t B, int64_t per, int kind, double scale, void* out,
                                cudaStream_t stream) {
-  return dispatch(dtype, [&](auto tag) {
+  return dev::dispatch_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
-    using A = typename Acc<T>::type;
+    using A = acc_t<T>;
     const int64_t n = B * per;
-    penalty_bwd_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(
+    penalty_bwd_kernel<T><<<dev::grid_for(n, kThreads), kThreads, 0, stream>>>(
         static_cast<const T*>(g), static_cast<const A*>(norms), static_cast<const A*>(grad_loss),
         static_cast<const A*>(grad_norms), n, per, kind, A(scale), static_cast<T*>(out));
     return cudaGetLastError();

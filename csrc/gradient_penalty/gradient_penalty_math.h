@@ -9,13 +9,7 @@
 #pragma once
 #include <cmath>
 
-#ifndef GANSR_HD
-#if defined(__CUDACC__)
-#define GANSR_HD __host__ __device__ __forceinline__
-#else
-#define GANSR_HD inline
-#endif
-#endif
+#include "../kernel_defs.h"
 
 namespace gansr {
 namespace gp {

@@ -27,41 +27,16 @@ from __future__ import annotations
 
 import torch
 
+from .._ext import ops_loaded
 from ._common import compute_dtype, use_fused
 
 KIND_CODES = {"wgan-gp": 0, "one-sided": 1, "r1": 2}
-_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
-def _check_interp(real, fake, eps, channels_last) -> None:
-    if not all(isinstance(t, torch.Tensor) for t in (real, fake, eps)):
-        raise TypeError("gp_interpolate: real, fake and eps must be tensors")
-    if real.dtype not in _FLOATS or fake.dtype != real.dtype:
-        raise TypeError(f"gp_interpolate: real and fake must share one floating dtype, got {real.dtype} and {fake.dtype}")
-    if real.shape != fake.shape:
-        raise ValueError(f"gp_interpolate: real and fake must have the same shape, got {tuple(real.shape)} "
-                         f"and {tuple(fake.shape)}")
-    if real.dim() < 1 or real.numel() == 0:
-        raise ValueError(f"gp_interpolate: empty input of shape {tuple(real.shape)}")
-    if not eps.is_floating_point() or eps.shape != (real.shape[0],):
-        raise ValueError(f"gp_interpolate: eps must be floating of shape ({real.shape[0]},), got {eps.dtype} "
-                         f"{tuple(eps.shape)}")
-    if not (real.device == fake.device == eps.device):
-        raise ValueError(f"gp_interpolate: real, fake, eps must be on one device, got {real.device}, {fake.device}, "
-                         f"{eps.device}")
-    if channels_last and real.dim() != 4:
-        raise ValueError(f"gp_interpolate: channels_last needs a 4-D input, got {tuple(real.shape)}")
-
-
-def _check_penalty(g, kind, weight) -> None:
-    if not isinstance(g, torch.Tensor):
-        raise TypeError("gp_penalty: grad must be a tensor")
+def _check_penalty(kind, weight) -> None:
+    """The Python-level arguments; the tensors are checked by the ops (C++, see gansr_ext/ops/__init__.py)."""
     if kind not in KIND_CODES:
         raise ValueError(f"gp_penalty: kind must be one of {tuple(KIND_CODES)}, got {kind!r}")
-    if g.dtype not in _FLOATS:
-        raise TypeError(f"gp_penalty: grad must be float32/float64/float16/bfloat16, got {g.dtype}")
-    if g.dim() < 2 or g.numel() == 0:
-        raise ValueError(f"gp_penalty: grad must be a non-empty (B, ...) tensor, got shape {tuple(g.shape)}")
     if not isinstance(weight, (int, float)):
         raise TypeError(f"gp_penalty: weight must be a number, got {type(weight).__name__}")
 
@@ -69,7 +44,6 @@ def _check_penalty(g, kind, weight) -> None:
 def gp_interpolate_reference(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor,
                              channels_last: bool = False) -> torch.Tensor:
     """eps_b * real_b + (1 - eps_b) * fake_b, in real's dtype (contiguous or channels_last)."""
-    _check_interp(real, fake, eps, channels_last)
     ct = compute_dtype(real.dtype)
     e = eps.to(ct).view(-1, *([1] * (real.dim() - 1)))
     x = (e * real.to(ct) + (1 - e) * fake.to(ct)).to(real.dtype)
@@ -88,13 +62,13 @@ def _f_and_h(n: torch.Tensor, kind: str):
 
 
 def _above(n: torch.Tensor, bound: float) -> torch.Tensor:
-    """n > bound, and True for NaN, so NaN reaches the formula and comes out NaN (as in gp_math.h)."""
+    """n > bound, and True for NaN, so NaN reaches the formula and comes out NaN (as in gradient_penalty_math.h)."""
     return ~(n <= bound)
 
 
 def gp_penalty_reference(g: torch.Tensor, kind: str = "wgan-gp", weight: float = 1.0) -> torch.Tensor:
     """weight * mean_b f(||g_b||_2) (see the module docstring), 0-dim in the compute dtype."""
-    _check_penalty(g, kind, weight)
+    _check_penalty(kind, weight)
     n = torch.linalg.vector_norm(g.flatten(1).to(compute_dtype(g.dtype)), dim=1)
     if kind == "r1":
         return weight * g.flatten(1).to(n.dtype).square().sum(1).mean()  # n^2 without the sqrt at 0
@@ -193,47 +167,27 @@ def _fake_pen_bwd(grad_loss, grad_norms, g, norms, kind, weight):
     return torch.empty_like(g, memory_format=_grad_format(g))
 
 
-_registered = False
-
-
-def _register() -> None:
-    """Attach autograd and fake kernels to the C++ ops once `_C` is loaded."""
-    global _registered
-    if _registered:
-        return
+if ops_loaded():
     torch.library.register_fake("gansr::gp_interpolate")(_fake_interp)
     torch.library.register_fake("gansr::gp_penalty_fwd")(_fake_pen_fwd)
     torch.library.register_fake("gansr::gp_penalty_bwd")(_fake_pen_bwd)
     torch.library.register_autograd("gansr::gp_interpolate", _interp_backward, setup_context=_interp_setup)
     torch.library.register_autograd("gansr::gp_penalty_fwd", _pen_backward, setup_context=_pen_setup)
     torch.library.register_autograd("gansr::gp_penalty_bwd", _pen_bwd_backward, setup_context=_pen_bwd_setup)
-    _registered = True
-
-
-def _kernel(fused: bool | None, t: torch.Tensor) -> bool:
-    if not use_fused(fused, t):
-        return False
-    if not hasattr(torch.ops.gansr, "gp_penalty_fwd"):  # a `_C` built before this op existed
-        if fused:
-            raise RuntimeError("gansr_ext._C has no gp_* ops (stale build): run `make build`, or pass fused=False")
-        return False
-    _register()
-    return True
 
 
 def gp_interpolate(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor, channels_last: bool = False,
                    fused: bool | None = None) -> torch.Tensor:
     """eps_b * real_b + (1 - eps_b) * fake_b in one pass (see the module docstring)."""
-    _check_interp(real, fake, eps, channels_last)
-    if not _kernel(fused, real):
+    if not use_fused(fused, real):
         return gp_interpolate_reference(real, fake, eps, channels_last)
     return torch.ops.gansr.gp_interpolate(real, fake, eps, channels_last)
 
 
 def gp_penalty(g: torch.Tensor, kind: str = "wgan-gp", weight: float = 1.0, fused: bool | None = None) -> torch.Tensor:
     """weight * mean_b f(||g_b||) in one reduction, differentiable to any order (module docstring)."""
-    _check_penalty(g, kind, weight)
-    if not _kernel(fused, g):
+    _check_penalty(kind, weight)
+    if not use_fused(fused, g):
         return gp_penalty_reference(g, kind, weight)
     loss, _ = torch.ops.gansr.gp_penalty_fwd(g, KIND_CODES[kind], float(weight))
     return loss

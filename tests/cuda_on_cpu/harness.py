@@ -44,9 +44,9 @@ def _fft_signatures() -> dict:
 
 OPS = {
     "fft_loss": Op("csrc/fft_loss/fft_loss_kernels.cu", "bindings_fft_loss.cpp", _fft_signatures()),
-    "gp": Op("csrc/gradient_penalty/gp_kernels.cu", "bindings_gp.cpp",
-             {"gp_penalty_chunks": "q", "gp_launch_interpolate": "iPPPPqq",
-              "gp_launch_penalty_fwd": "iPqqidPiPP", "gp_launch_penalty_bwd": "iPPPPqqidP"}),
+    "gradient_penalty": Op("csrc/gradient_penalty/gradient_penalty_kernels.cu", "bindings_gradient_penalty.cpp",
+                           {"gp_penalty_chunks": "q", "gp_launch_interpolate": "iPPPPqq",
+                            "gp_launch_penalty_fwd": "iPqqidPiPP", "gp_launch_penalty_bwd": "iPPPPqqidP"}),
     "rrdb": Op("csrc/rrdb/rrdb_kernels.cu", "bindings_rrdb.cpp",
                {"rrdb_args_sizes": "P", "rrdb_launch_epilogue": "iP", "rrdb_launch_gather": "iP"}),
     "misuse": Op("tests/cuda_on_cpu/misuse.cu", None, {"misuse_shuffles": "P", "misuse_run": "iP"}),
@@ -92,9 +92,10 @@ def _runtime_object() -> Path:
 def _compile(op: Op, source: Path) -> Path:
     """One shared library: the rewritten .cu file and its bindings in one unit, linked with cudasim.o."""
     kernel_dir = (REPO / op.kernel_file).parent
-    # the .cu file's own folder holds the headers it includes
+    # the .cu file's own folder and csrc/ (device_utils.cuh, kernel_defs.h) hold the headers it includes
     bindings = [HERE / op.bindings] if op.bindings else []
-    inputs = [source, *bindings, *(HERE / f for f in _SHIM), *sorted(kernel_dir.glob("*.h"))]
+    headers = [h for d in (kernel_dir, REPO / "csrc") for pattern in ("*.h", "*.cuh") for h in sorted(d.glob(pattern))]
+    inputs = [source, *bindings, *(HERE / f for f in _SHIM), *headers]
     lib = _cache_dir() / f"{source.stem}-{_digest(inputs)}.so"
     if lib.exists():
         return lib

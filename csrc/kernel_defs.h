@@ -1,0 +1,20 @@
+// Definitions shared by the kernels, their launchers and the CPU code, free of torch and CUDA
+// headers: launcher headers, the host+device math headers, the CPU kernels and the CUDA-on-CPU
+// tests (tests/cuda_on_cpu/) all include it.
+#pragma once
+
+// Functions of the *_math.h headers: compiled for host and device by nvcc, plain inline elsewhere.
+#ifndef GANSR_HD
+#if defined(__CUDACC__)
+#define GANSR_HD __host__ __device__ __forceinline__
+#else
+#define GANSR_HD inline
+#endif
+#endif
+
+namespace gansr {
+
+// Element type of a tensor passed to a launcher as void* (gansr::kernel_dtype maps torch's types).
+enum class DType : int { kFloat = 0, kDouble = 1, kHalf = 2, kBFloat16 = 3 };
+
+}  // namespace gansr
