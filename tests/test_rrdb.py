@@ -537,20 +537,39 @@ def _cutlass_launches(fn):
 @requires_cuda
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_cuda_cutlass_convs_match_the_cudnn_path(dtype, monkeypatch):
-    # CPU sibling: test_cuda_glue_emulated_on_cpu_matches_cpu_twin[cutlass-glue]
+    # CPU siblings: test_cuda_glue_emulated_on_cpu_matches_cpu_twin[cutlass-glue], test_rrdb_cutlass.py
     torch.manual_seed(12)
     params = [p.detach().to(dtype) for p in make_params(64, 32, torch.float32, device="cuda", scale=0.05)]
     x = torch.randn(2, 64, 9, 7, device="cuda").to(dtype)
     monkeypatch.delenv("GANSR_RRDB_CUTLASS", raising=False)
     cudnn, n_off = _cutlass_launches(lambda: torch.ops.gansr.rrdb_fwd(x, params))
     monkeypatch.setenv("GANSR_RRDB_CUTLASS", "1")
+    R.cutlass_fallbacks(reset=True)
     cutlass, n_on = _cutlass_launches(lambda: torch.ops.gansr.rrdb_fwd(x, params))
     # without this the test would compare cuDNN with cuDNN whenever the CUTLASS path falls back
     assert n_on - n_off >= 12, (f"GANSR_RRDB_CUTLASS=1 ran {n_on - n_off} CUTLASS convs, expected 4 per dense block: "
-                                f"built without nvidia-cutlass (build_info) or can_implement refused the problem")
+                                f"built without nvidia-cutlass (build_info) or can_implement refused the problem "
+                                f"({R.cutlass_fallbacks()} fallbacks counted)")
+    assert R.cutlass_fallbacks() == 0
     for i, (a, b) in enumerate(zip(cutlass, cudnn)):
         scale = b.float().abs().max().item()
         torch.testing.assert_close(a.float(), b.float(), atol=0.02 * scale, rtol=0, msg=lambda m, i=i: f"output {i}: {m}")
+
+
+@requires_cuda
+def test_cuda_cutlass_declined_convs_fall_back_and_are_counted(monkeypatch):
+    # CPU sibling: test_rrdb_cutlass.py::test_declined_problems_fall_back_to_the_aten_conv_and_are_counted
+    torch.manual_seed(14)
+    params = [p.detach().half() for p in make_params(12, 4, torch.float32, device="cuda", scale=0.1)]
+    x = torch.randn(2, 12, 5, 4, device="cuda").half()  # 12 / 4 channels: not multiples of 8
+    monkeypatch.delenv("GANSR_RRDB_CUTLASS", raising=False)
+    cudnn = torch.ops.gansr.rrdb_fwd(x, params)
+    monkeypatch.setenv("GANSR_RRDB_CUTLASS", "1")
+    R.cutlass_fallbacks(reset=True)
+    declined, n_on = _cutlass_launches(lambda: torch.ops.gansr.rrdb_fwd(x, params))
+    assert (n_on, R.cutlass_fallbacks()) == (0, 12)
+    for a, b in zip(declined, cudnn):
+        torch.testing.assert_close(a, b)  # the same cuDNN path
 
 
 @requires_cuda

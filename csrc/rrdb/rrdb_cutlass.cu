@@ -2,8 +2,10 @@
 // Sm80 tensor-op kernels, which run on sm_80..sm_90): the activation operand is the channel prefix
 // of the block's NHWC buffer (pixel stride wider than its channel count), the epilogue computes
 // lrelu(acc + bias) with the bias broadcast as the C operand (stride 0) and stores straight into the
-// conv's channel slice of the same buffer. No torch headers; compiled only with CUTLASS available
-// (GANSR_WITH_CUTLASS), otherwise the launcher reports "not supported" and the caller uses cuDNN.
+// conv's channel slice of the same buffer. The problem and its arguments come from
+// rrdb_cutlass_problem.h, which the CPU check against CUTLASS's host reference shares. No torch
+// headers; compiled only with CUTLASS available (GANSR_WITH_CUTLASS), otherwise the launcher reports
+// "not supported" and the caller uses cuDNN.
 #include "rrdb_kernels.h"
 
 #if defined(GANSR_WITH_CUTLASS)
@@ -16,7 +18,7 @@
 #include <cutlass/epilogue/thread/linear_combination_leaky_relu.h>
 // clang-format on
 
-#include <cstdint>
+#include "rrdb_cutlass_problem.h"
 #endif
 
 namespace gansr {
@@ -25,7 +27,7 @@ namespace rrdb {
 #if defined(GANSR_WITH_CUTLASS)
 namespace {
 
-using Layout = cutlass::layout::TensorNHWC;
+using cutlass_conv::Layout;
 
 // One tile shape for every dense-block conv, sized like CUTLASS's own Sm80 16-bit configurations
 // (DefaultGemmConfiguration<OpClassTensorOp, Sm80>: K-tile 64, 3 stages, 64-wide warp K; its
@@ -44,32 +46,14 @@ using FpropKernel = typename cutlass::conv::kernel::DefaultConv2dFprop<
     cutlass::conv::IteratorAlgorithm::kOptimized>::Kernel;
 static_assert(FpropKernel<cutlass::bfloat16_t>::kThreadCount == 128, "4 warps per CTA");
 
-Layout strided(int64_t pixel_stride, int W, int H) {
-  return Layout(cutlass::make_Coord((int32_t)pixel_stride, (int32_t)(pixel_stride * W), (int32_t)(pixel_stride * W * H)));
-}
-
 template <typename E>
 cudaError_t run(const ConvBiasActArgs& a, cudaStream_t stream) {
   using Conv = cutlass::conv::device::ImplicitGemmConvolution<FpropKernel<E>>;
-  constexpr int kAlign = 128 / cutlass::sizeof_bits<E>::value;
-  auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) % 16) == 0; };
-  if (a.cin % kAlign || a.cout % kAlign || a.x_stride % kAlign || a.out_stride % kAlign || !aligned(a.x) ||
-      !aligned(a.w) || !aligned(a.out) || !aligned(a.bias))
-    return cudaErrorNotSupported;
-  // int32 strides inside CUTLASS's NHWC layout
-  if ((int64_t)a.N * a.H * a.W * (a.x_stride > a.out_stride ? a.x_stride : a.out_stride) >= (int64_t(1) << 31))
-    return cudaErrorNotSupported;
-  cutlass::conv::Conv2dProblemSize problem(cutlass::Tensor4DCoord(a.N, a.H, a.W, a.cin),
-                                           cutlass::Tensor4DCoord(a.cout, 3, 3, a.cin),
-                                           cutlass::Tensor4DCoord(1, 1, 1, 1), cutlass::MatrixCoord(1, 1),
-                                           cutlass::MatrixCoord(1, 1), cutlass::Tensor4DCoord(a.N, a.H, a.W, a.cout),
-                                           cutlass::conv::Mode::kCrossCorrelation, 1);
-  typename Conv::Arguments args(
-      problem, {const_cast<E*>(static_cast<const E*>(a.x)), strided(a.x_stride, a.W, a.H)},
-      {const_cast<E*>(static_cast<const E*>(a.w)), Layout::packed(cutlass::Tensor4DCoord(a.cout, 3, 3, a.cin))},
-      {const_cast<E*>(static_cast<const E*>(a.bias)), Layout(cutlass::make_Coord(0, 0, 0))},  // bias broadcast
-      {static_cast<E*>(a.out), strided(a.out_stride, a.W, a.H)},
-      {1.0f, 1.0f, (float)a.slope});  // lrelu(1 * acc + 1 * bias)
+  static_assert(128 / cutlass::sizeof_bits<E>::value == cutlass_conv::kAlignElements, "access width");
+  if (!cutlass_conv::fprop_supported<E>(a)) return cudaErrorNotSupported;
+  const cutlass_conv::FpropProblem<E> p = cutlass_conv::fprop_problem<E>(a);
+  const typename Conv::Arguments args(p.size, p.x, p.w, p.c, p.d,
+                                      cutlass_conv::epilogue_params<typename Conv::EpilogueOutputOp>(p));
   Conv op;
   if (op.can_implement(args) != cutlass::Status::kSuccess) return cudaErrorNotSupported;
   if (Conv::get_workspace_size(args) != 0) return cudaErrorNotSupported;  // split-k 1: none expected

@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "rrdb.h"
@@ -95,12 +96,18 @@ at::Tensor nhwc_view(const void* p, int64_t N, int64_t C, int64_t H, int64_t W, 
   return at::from_blob(const_cast<void*>(p), {N, C, H, W}, {H * W * ps, 1, W * ps, ps}, at::TensorOptions().dtype(st));
 }
 
+// extern "C" int f(int dtype, const ConvBiasActArgs*): the fused conv run by other code on the host
+// (tests: CUTLASS's host reference convolution, rrdb_cutlass_host_ref.cc); 0: done, else declined
+using HostConv = int (*)(int, const ConvBiasActArgs*);
+
 struct LoopBackend final : Backend {
   bool fused_conv = false;  // emulate the CUTLASS conv's argument block (pointers, strides, KRSC weight)
+  HostConv host_conv = nullptr;
   void epilogue(DType t, const EpilogueArgs& a) const override { dispatch<Epi>(t, a); }
   void gather(DType t, const GatherArgs& a) const override { dispatch<Gat>(t, a); }
-  bool has_fused_conv(DType) const override { return fused_conv; }
+  bool has_fused_conv(DType) const override { return fused_conv || host_conv; }
   bool conv_bias_lrelu(DType t, const ConvBiasActArgs& a) const override {
+    if (host_conv) return host_conv(static_cast<int>(t), &a) == 0;
     const auto st = scalar_type(t);
     const at::Tensor x = nhwc_view(a.x, a.N, a.cin, a.H, a.W, a.x_stride, st);
     const at::Tensor w = nhwc_view(a.w, a.cout, a.cin, 3, 3, a.cin, st);  // KRSC memory = OIHW channels_last
@@ -112,9 +119,10 @@ struct LoopBackend final : Backend {
 };
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd_cpu(const at::Tensor& x, at::TensorList params,
-                                                                          bool fused_conv) {
+                                                                          bool fused_conv, int64_t host_conv) {
   LoopBackend be;
   be.fused_conv = fused_conv;
+  be.host_conv = reinterpret_cast<HostConv>(static_cast<intptr_t>(host_conv));
   return sliced_fwd(x, params, be);
 }
 
@@ -126,7 +134,8 @@ BwdResult sliced_bwd_cpu(const at::Tensor& grad_out, const at::Tensor& buf1, con
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(gansr, m) {
-  m.def("rrdb_sliced_fwd(Tensor x, Tensor[] params, bool fused_conv=False) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("rrdb_sliced_fwd(Tensor x, Tensor[] params, bool fused_conv=False, int host_conv=0) -> "
+        "(Tensor, Tensor, Tensor, Tensor)");
   m.def("rrdb_sliced_bwd(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params, "
         "bool need_param_grads=True) -> (Tensor, Tensor[], Tensor)");
 }

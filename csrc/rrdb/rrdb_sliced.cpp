@@ -12,6 +12,11 @@
 //             the in-place accumulation of the CPU twin would cost one add kernel per conv).
 //             Weight gradients: cuDNN (tensor cores for bf16/fp16, TF32 for fp32 when enabled).
 // Allocation only through PyTorch's caching allocator, no host synchronisation: CUDA-graph capturable.
+#include <ATen/record_function.h>
+#include <torch/library.h>
+
+#include <atomic>
+
 #include "../common.h"
 #include "rrdb.h"
 #include "rrdb_sliced.h"
@@ -30,6 +35,18 @@ DType dtype_code(at::ScalarType t) {
 }
 
 namespace {
+
+// profiler scopes (names "rrdb::..."): every backend call and each dense block, so CPU profiles of
+// the emulated backend count the launches the CUDA backend makes (tests/test_rrdb_launches.py)
+#define RRDB_SCOPE(name) RECORD_FUNCTION("rrdb::" name, std::vector<c10::IValue>())
+
+// fused convs the backend declined at run time (CUTLASS can_implement / alignment): each ran as
+// ATen conv + epilogue instead; read (and reset) through gansr::rrdb_cutlass_fallbacks
+std::atomic<int64_t> fused_conv_fallbacks{0};
+
+int64_t read_fused_conv_fallbacks(bool reset) {
+  return reset ? fused_conv_fallbacks.exchange(0) : fused_conv_fallbacks.load();
+}
 
 at::Tensor nhwc(const at::Tensor& t) { return t.contiguous(at::MemoryFormat::ChannelsLast); }
 
@@ -66,6 +83,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::
   at::Tensor out = new_nhwc(d.N, d.nf, d.H, d.W, opts);
   bufs[0].narrow(1, 0, d.nf).copy_(x_in);
   for (int b = 0; b < kBlocks; ++b) {
+    RRDB_SCOPE("dense_block_fwd");
     at::Tensor& buf = bufs[b];
     for (int k = 1; k <= kConvs; ++k) {
       if (k < kConvs && be.has_fused_conv(dt)) {
@@ -73,7 +91,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::
         const ConvBiasActArgs ca{buf.const_data_ptr(), Ct, w_krsc.const_data_ptr(), bias(params, b, k).const_data_ptr(),
                                  at_channel_mut(buf, d.cin(k)), Ct, (int)d.N, (int)d.H, (int)d.W, (int)d.cin(k),
                                  (int)d.gc, kSlope};
-        if (be.conv_bias_lrelu(dt, ca)) continue;
+        {
+          RRDB_SCOPE("fused_conv");
+          if (be.conv_bias_lrelu(dt, ca)) continue;
+        }
+        ++fused_conv_fallbacks;
       }
       at::Tensor y = nhwc(conv3x3(buf.narrow(1, 0, d.cin(k)), weight(params, b, k), c10::nullopt));
       EpilogueArgs a{};
@@ -103,6 +125,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::
           a.out_stride = d.nf;
         }
       }
+      RRDB_SCOPE("epilogue");
       be.epilogue(dt, a);
     }
   }
@@ -168,7 +191,10 @@ void gather(const Backend& be, DType dt, const GatherCall& g, int64_t M) {
   } else if (g.bias.acc) {
     a.bias_grad = g.bias.acc->data_ptr();
   }
-  be.gather(dt, a);
+  {
+    RRDB_SCOPE("gather");
+    be.gather(dt, a);
+  }
   const int64_t rows_dim = 0;
   if (partial.defined()) at::sum_out(*g.bias.acc, partial, at::IntArrayRef(rows_dim));  // second pass, fixed order
 }
@@ -204,6 +230,7 @@ BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const a
   at::Tensor grad_x;
   if (need_param_grads) grad_w.resize(kBlocks * kConvs);
   for (int b = kBlocks - 1; b >= 0; --b) {
+    RRDB_SCOPE("dense_block_bwd");
     const at::Tensor& buf = bufs[b];
     at::Tensor D[kConvs + 1];  // D[k]: data gradient of conv_k over its input prefix (cin(k) channels)
     for (int k = kConvs; k >= 1; --k) {
@@ -238,6 +265,11 @@ BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const a
     }
   }
   return {grad_x, grad_w, need_param_grads ? bias_acc.to(st) : no_bias_grads(opts)};
+}
+
+TORCH_LIBRARY_FRAGMENT(gansr, m) {
+  // catch-all kernel (no tensor arguments): how many fused convs fell back to the ATen path
+  m.def("rrdb_cutlass_fallbacks(bool reset=False) -> int", &read_fused_conv_fallbacks);
 }
 
 }  // namespace rrdb

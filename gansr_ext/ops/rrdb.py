@@ -22,7 +22,8 @@ LeakyReLU derivative comes from the sign of the saved outputs.
     data gradient and one gather kernel per slice sums them, applies the LeakyReLU derivative and
     reduces the bias gradient (no add kernels, no separate reductions; float atomics, or per-block
     partial rows summed in a fixed order under torch.use_deterministic_algorithms). GANSR_RRDB_CUTLASS=1 opts
-    convs 1..4 of the bf16/fp16 forward into CUTLASS implicit-GEMM kernels writing the slice directly.
+    convs 1..4 of the bf16/fp16 forward into CUTLASS implicit-GEMM kernels writing the slice directly;
+    a conv CUTLASS declines at run time runs the cuDNN path and is counted (`cutlass_fallbacks`).
 Parameters are cast to the activation dtype (autocast-style: bf16/fp16 activations -> bf16/fp16
 GEMMs with fp32 accumulation); their gradients come back in each parameter's own dtype. `rrdb_trunk`
 casts the parameters of all its RRDBs in one differentiable cast (`_cast_params`), not 30 per RRDB.
@@ -36,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._ext import require_extension
 from ._common import use_fused
 
 N_BLOCKS, N_CONVS = 3, 5
@@ -221,6 +223,13 @@ def rrdb(x: torch.Tensor, params, fused: bool | None = None) -> torch.Tensor:
         return rrdb_reference(x, params)
     _register()
     return torch.ops.gansr.rrdb_fwd(x, _cast_params([list(params)], x.dtype)[0])[0]
+
+
+def cutlass_fallbacks(reset: bool = False) -> int:
+    """How many fused (CUTLASS) convs fell back to the cuDNN path since the last reset: their problem
+    failed the alignment rules or CUTLASS's can_implement. `reset`: return the count and zero it."""
+    require_extension()
+    return torch.ops.gansr.rrdb_cutlass_fallbacks(reset)
 
 
 def rrdb_trunk(feat: torch.Tensor, body: nn.Module, fused: bool | None = True) -> torch.Tensor:
