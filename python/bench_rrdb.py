@@ -12,6 +12,7 @@ measurements after warm-up, all variants re-measured in this run:
 Prints a table with ratios (eager / fused) and writes OUT.json + OUT.md (benchlib.write_results).
 
     python python/bench_rrdb.py [--out bench/results/rrdb] [--quick] [--no-compile]
+    python python/bench_rrdb.py --cpu-launches   # no GPU: bench/results/rrdb_launches_cpu.{json,md}
 """
 
 from __future__ import annotations
@@ -153,6 +154,139 @@ def inference(args):
     return size, res
 
 
+# ---------------------------------------------------------------- launch economy, on the CPU
+# The sliced algorithm (csrc/rrdb/rrdb_sliced.cpp) is backend-generic: run on the CPU with the C++
+# twins of its kernels (gansr::rrdb_sliced_fwd / _bwd), its profile shows every backend call the CUDA
+# backend makes, in "rrdb::" scopes, per dense block ("rrdb::dense_block_fwd" / "_bwd").
+_BACKEND_CALLS = {"rrdb::fused_conv": "cutlass conv", "rrdb::epilogue": "epilogue", "rrdb::gather": "gather"}
+# ATen ops that launch no kernel (allocation, views, metadata); any other leaf op counts as one launch
+_NO_LAUNCH = {"aten::empty", "aten::empty_strided", "aten::empty_like", "aten::as_strided", "aten::narrow",
+              "aten::slice", "aten::view", "aten::reshape", "aten::_reshape_alias", "aten::resize_", "aten::permute",
+              "aten::transpose", "aten::t", "aten::expand", "aten::alias", "aten::detach", "detach", "aten::lift_fresh",
+              "aten::split", "aten::unsqueeze", "aten::squeeze", "aten::select", "aten::set_", "aten::result_type",
+              "aten::resolve_conj", "aten::resolve_neg", "aten::_unsafe_view", "aten::is_nonzero", "aten::item",
+              "aten::_local_scalar_dense", "aten::size", "aten::stride", "aten::contiguous", "aten::to"}
+
+# ATen ops of one kernel each, whatever their CPU implementation calls inside (aten::sum fills its output)
+_ONE_LAUNCH = {"aten::sum", "aten::fill_", "aten::zero_", "aten::copy_", "aten::cat", "aten::add", "aten::add_",
+               "aten::mul", "aten::mul_", "aten::_to_copy"}
+
+
+def _launches(event, counts: dict) -> None:
+    """Add the GPU launches event stands for to counts {kind: n}: a backend call is one kernel, an ATen
+    convolution one (cuDNN fprop), a convolution backward one dgrad + one wgrad (when weight grads are
+    computed: inputs[-1] is the output mask), an aten::copy_ inside a convolution a 'prefix copy'
+    (ATen makes strided activation views contiguous) or a 'weight copy' ((O, I, 3, 3) tensors; the
+    activations' H, W must differ from 3), any other kernel-launching ATen op 'other <op>' (under
+    torch.use_deterministic_algorithms every aten::empty fills its memory: 'other fill_')."""
+    def add(kind, n=1):
+        counts[kind] = counts.get(kind, 0) + n
+
+    name = event.name
+    if name in _BACKEND_CALLS:
+        return add(_BACKEND_CALLS[name])
+    if name in ("aten::convolution", "aten::convolution_backward"):
+        if name == "aten::convolution":
+            add("conv fprop")
+        else:
+            mask = event.concrete_inputs[-1] if event.concrete_inputs else [True, True, False]
+            add("conv dgrad", int(bool(mask[0])))
+            add("conv wgrad", int(bool(mask[1])))
+        stack = list(event.cpu_children)
+        while stack:
+            e = stack.pop()
+            if e.name == "aten::copy_" and e.input_shapes and len(e.input_shapes[0]) == 4:
+                add("weight copy" if e.input_shapes[0][2:] == [3, 3] else "prefix copy")
+            else:
+                stack.extend(e.cpu_children)
+        return None
+    if name in _ONE_LAUNCH or (not event.cpu_children and name not in _NO_LAUNCH):
+        return add("other " + name.removeprefix("aten::"))
+    for child in event.cpu_children:
+        _launches(child, counts)
+    return None
+
+
+def rrdb_launch_counts(nf=64, gc=32, shape=(2, 8, 8), fused_conv=False, deterministic=False,
+                       dtype=torch.float64) -> dict:
+    """Launches of one RRDB fwd / bwd on the CPU proxy, per dense block (each of the three, and the
+    RRDB-level rest): {"fwd": {"blocks": [counts x3], "rrdb": counts}, "bwd": {...}}. fused_conv: convs
+    1..4 through the CUTLASS argument block (emulated with ATen here, one kernel on the GPU). fp64 by
+    default: ATen's CPU fp32 convolution (oneDNN) converts weight layouts inside its backward, which
+    the cuDNN path does not; the fp64 path makes the copies ATen's CUDA convolution makes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from gansr_ext._ext import require_extension
+    from gansr_ext.ops.rrdb import N_BLOCKS, N_CONVS
+
+    require_extension()
+    torch.manual_seed(0)
+    n, h, w = shape
+    params = []
+    for _ in range(N_BLOCKS):
+        for k in range(1, N_CONVS + 1):
+            cout = nf if k == N_CONVS else gc
+            w4 = torch.randn(cout, nf + (k - 1) * gc, 3, 3, dtype=dtype) * 0.05
+            params += [w4.contiguous(memory_format=torch.channels_last), torch.randn(cout, dtype=dtype) * 0.1]
+    x = torch.randn(n, nf, h, w, dtype=dtype)
+    g = torch.randn(n, nf, h, w, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    prev = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as fwd:
+            out, *bufs = torch.ops.gansr.rrdb_sliced_fwd(x, params, fused_conv)
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as bwd:
+            torch.ops.gansr.rrdb_sliced_bwd(g, *bufs, params)
+    finally:
+        torch.use_deterministic_algorithms(prev)
+    result = {}
+    for pas, prof, op in (("fwd", fwd, "gansr::rrdb_sliced_fwd"), ("bwd", bwd, "gansr::rrdb_sliced_bwd")):
+        (top,) = [e for e in prof.events() if e.name == op and e.cpu_parent is None]
+        blocks, rest = [], {}
+        for child in top.cpu_children:
+            if child.name.startswith("rrdb::dense_block"):
+                blocks.append({})
+                for c in child.cpu_children:
+                    _launches(c, blocks[-1])
+            else:
+                _launches(child, rest)
+        result[pas] = {"blocks": blocks, "rrdb": rest}
+    return result
+
+
+_KINDS = ["conv fprop", "cutlass conv", "epilogue", "conv dgrad", "conv wgrad", "gather", "prefix copy", "weight copy"]
+
+
+def _row(backend: str, work: str, counts: dict, times: int = 1) -> dict:
+    named = {k: times * counts.get(k, 0) for k in _KINDS}
+    total = times * sum(counts.values())
+    return {"backend": backend, "work": work, **named, "other": total - sum(named.values()), "launches": total}
+
+
+def _summed(parts) -> dict:
+    out = {}
+    for part in parts:
+        for k, v in part.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def launch_table(nb=23) -> tuple[list[dict], list[str]]:
+    """Rows of the launch-economy table (per dense block, per RRDB, per G-step trunk of nb RRDBs:
+    the trunk's RRDBs only) for the cuDNN backend and the CUTLASS-forward backend."""
+    rows = []
+    for backend, fused in (("cuDNN convs", False), ("CUTLASS fprop", True)):
+        c = rrdb_launch_counts(fused_conv=fused)
+        fwd, bwd = c["fwd"]["blocks"][1], c["bwd"]["blocks"][1]  # a middle block (all three alike: tested)
+        det = rrdb_launch_counts(fused_conv=fused, deterministic=True)["bwd"]["blocks"][1]
+        rrdb = _summed([*c["fwd"]["blocks"], c["fwd"]["rrdb"], *c["bwd"]["blocks"], c["bwd"]["rrdb"]])
+        rows += [_row(backend, "dense block fwd", fwd), _row(backend, "dense block bwd", bwd),
+                 _row(backend, "dense block fwd+bwd", _summed([fwd, bwd])),
+                 _row(backend, "dense block bwd, deterministic", det), _row(backend, "RRDB fwd+bwd", rrdb),
+                 _row(backend, f"G-step trunk ({nb} RRDBs)", rrdb, nb)]
+    return rows, ["backend", "work", *_KINDS, "other", "launches"]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="bench/results/rrdb", help="writes OUT.json and OUT.md")
@@ -161,7 +295,16 @@ def main(argv=None) -> int:
     p.add_argument("--nb", type=int, default=23, help="RRDBs in the generator")
     p.add_argument("--quick", action="store_true", help="LR 32 only, smaller inference image")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    p.add_argument("--cpu-launches", action="store_true",
+                   help="only the launch-economy table from the CPU proxy (no GPU; OUT default rrdb_launches_cpu)")
     args = p.parse_args(argv)
+    if args.cpu_launches:
+        out = args.out if args.out != p.get_default("out") else "bench/results/rrdb_launches_cpu"
+        rows, columns = launch_table(args.nb)
+        write_results(out, f"Fused RRDB launches per dense block / RRDB / G-step trunk (nb {args.nb}), counted on "
+                      "the CPU proxy: GPU kernels the CUDA backend would launch (B2 8x8, nf 64, gc 32, fp64)",
+                      metadata(torch.device("cpu")), rows, columns)
+        return 0
     if not torch.cuda.is_available():
         print("bench_rrdb: no CUDA GPU available; nothing to measure")
         return 0
@@ -175,7 +318,12 @@ def main(argv=None) -> int:
     meta = {**metadata(torch.device("cuda")), "dtype": "bfloat16", "batch": 16}
     rows = []
 
+    from gansr_ext.ops.rrdb import cutlass_fallbacks
+
+    cutlass_fallbacks(reset=True)
+
     def flush():  # write after every section so a timeout still leaves results
+        meta["cutlass_fallbacks"] = cutlass_fallbacks()  # CUTLASS convs that ran as cuDNN instead: timings mixed
         table = [{"work": r["work"], **{c: r[c] for c in COLUMNS if c in r},
                   "eager/fused": r["eager"] / r["fused"] if r.get("fused") else ""} for r in rows]
         write_results(args.out, "Fused RRDB: bf16 B16 fwd+bwd (ms unless stated); ratio = eager / fused", meta,

@@ -1,0 +1,57 @@
+"""Launch economy of the fused RRDB's CUDA path, counted on the CPU proxy (python/bench_rrdb.py
+`rrdb_launch_counts`: the sliced algorithm with the C++ twins of its kernels, profiled; the table is
+bench/results/rrdb_launches_cpu.md). Each count is a GPU launch the CUDA backend makes."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from gansr_ext._ext import require_extension
+
+
+@pytest.fixture(scope="module")
+def bench():
+    require_extension()
+    path = Path(__file__).resolve().parents[1] / "python" / "bench_rrdb.py"
+    spec = importlib.util.spec_from_file_location("bench_rrdb", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rrdb_total(counts):
+    total = {}
+    for part in ("fwd", "bwd"):
+        for c in [*counts[part]["blocks"], counts[part]["rrdb"]]:
+            for k, v in c.items():
+                total[k] = total.get(k, 0) + v
+    return total
+
+
+CUDNN_BLOCK_FWD = {"conv fprop": 5, "prefix copy": 4, "epilogue": 5}
+CUTLASS_BLOCK_FWD = {"cutlass conv": 4, "conv fprop": 1, "epilogue": 1}  # conv5 reads the whole buffer: no copy
+BLOCK_BWD = {"conv dgrad": 5, "conv wgrad": 5, "prefix copy": 4, "gather": 5}
+
+
+@pytest.mark.parametrize("fused_conv", [False, True], ids=["cudnn", "cutlass-fprop"])
+def test_launches_per_dense_block_and_rrdb(bench, fused_conv):
+    counts = bench.rrdb_launch_counts(nf=16, gc=8, shape=(1, 5, 4), fused_conv=fused_conv)
+    fwd = CUTLASS_BLOCK_FWD if fused_conv else CUDNN_BLOCK_FWD
+    assert counts["fwd"]["blocks"] == [fwd] * 3
+    assert counts["bwd"]["blocks"] == [BLOCK_BWD] * 3
+    # per RRDB: x into the first buffer (fwd); the bias-gradient accumulator's fill and the first
+    # gather (gradient of rdb3's output and of its conv5) (bwd)
+    assert counts["fwd"]["rrdb"] == {"other copy_": 1}
+    assert counts["bwd"]["rrdb"] == {"other zero_": 1, "gather": 1}
+    assert sum(_rrdb_total(counts).values()) == (78 if fused_conv else 102)
+
+
+def test_deterministic_bias_gradients_add_one_row_sum_per_gather(bench):
+    counts = bench.rrdb_launch_counts(nf=16, gc=8, shape=(1, 5, 4), deterministic=True)
+    # every gather with a bias gradient reduces its partial rows with one ATen sum (block 0's input
+    # gather has none); deterministic mode also fills every fresh allocation (torch's
+    # fill_uninitialized_memory): 11 glue allocations per block backward, 9 in block 0
+    det = {**BLOCK_BWD, "other sum": 5, "other fill_": 11}
+    assert counts["bwd"]["blocks"] == [det, det, {**det, "other sum": 4, "other fill_": 9}]
+    assert counts["bwd"]["rrdb"] == {"other zero_": 1, "gather": 1, "other sum": 1, "other fill_": 4}
