@@ -6,19 +6,9 @@ One iteration (GAN stage, ESRGAN/BasicSR order):
 Both schedulers step once per iteration, skipped iterations included, so lr is a function of the
 iteration number.
 
-Exact resume: a checkpoint holds the models, EMA, optimizers, schedulers, GradScaler, every rank's
-RNG states, the best-metric record and the iteration; the data position is the iteration (epoch =
-iteration // batches_per_epoch, offset within the epoch), and each item's random crop is seeded from
-(seed, epoch, index) (`EpochSeededDataset`), so a resumed run sees the same batches.
-
-Divergence guard: a non-finite G loss skips the whole iteration; a non-finite D loss skips the D
-update (G and its EMA have stepped by then); either is logged and counted. `guard.max_nonfinite`
-in a row, or a D loss below `guard.collapse_d_loss` for `guard.collapse_patience` iterations, rolls
-back to the newest checkpoint (one further back when the previous rollback led straight back into
-the divergence) and multiplies the learning rates by `guard.lr_factor`. Checkpoints are never written
-inside such a streak or with non-finite weights, and the last known-good one is kept out of pruning.
-A discriminator whose loss stays at its chance value (`guard.idle_d_*`) gets a warning in the log,
-and each log row holds `d_input_grad`, the input-gradient norm of D's mean logit on the fakes.
+Exact resume and the checkpoint's contents: `state.TrainerState`. Divergence guard (skipped
+steps, rollbacks, checkpoints only when healthy, the idle-D warning): `rollback.DivergenceGuard`.
+Each log row holds `d_input_grad`, the input-gradient norm of D's mean logit on the fakes.
 
 Run folder: the trainer locks it (`runfolder.RunLock`) from construction to the end of `train()`.
 """
@@ -27,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from pathlib import Path
 
@@ -37,20 +26,21 @@ from torch import nn
 from ..data.datasets import DataError, EpochSeededDataset, EpochTaggedSampler
 from . import distributed as dist_utils
 from .builders import build_parts, resolve_device
-from .checkpointing import CheckpointError, CheckpointManager, rng_state, seed_everything, set_rng_state
+from .checkpointing import CheckpointManager, seed_everything
 from .config import dump_config
-from .guard import (IdleDiscriminatorWatch, NaNLoss, TrainingDiverged, chance_d_loss, input_gradient_norm, nan_at,
-                    window_for)
+from .guard import input_gradient_norm
 from .logging import IntervalMeans, RunLogger
+from .rollback import DivergenceGuard
 from .runfolder import RunFolderError, RunFolderExists, RunLock, remove_orphan_temps
+from .state import TrainerState
 
-LOWER_IS_BETTER = {"lpips", "niqe", "brisque", "fid", "dists"}
 _unwrap = dist_utils.unwrap
 
 
-class Trainer:
+class Trainer(TrainerState, DivergenceGuard):
     """Trains from a config (see `config.DEFAULTS`). Components may be passed in (tests, the demo);
-    anything not passed is built from the config.
+    anything not passed is built from the config. Checkpointed state: `state.TrainerState`;
+    divergence guard: `rollback.DivergenceGuard`.
 
     `metrics`: name -> fn(sr, hr) -> float on (C, H, W) images in [0, 1], used for validation.
     """
@@ -77,9 +67,9 @@ class Trainer:
         self.fused, self.amp_dtype, self.mem_format, self.notes = p.fused, p.amp_dtype, p.mem_format, p.notes
         self.gan = cfg["stage"] == "gan"
         self._setup_loader()
+        self._setup_checkpoints()
         self._setup_guard()
-        self.iteration = 0
-        self.best = {"metric": cfg["val"]["best_metric"], "value": None, "iteration": None}
+        self._last_fake = None  # the last SR batch, for the D input-gradient probe at log time
         self.last_val: dict = {}
         self._open_run_folder(resume)
         self.resumed_from = None
@@ -89,34 +79,6 @@ class Trainer:
             except BaseException:
                 self.close()  # a failed resume leaves the folder free
                 raise
-
-    def _setup_guard(self) -> None:
-        """The divergence guard's state (module docstring) and the `guard.inject_nan_at` test hook, which
-        wraps the G loss."""
-        g, cfg = self.cfg["guard"], self.cfg
-        self.idle_d = None
-        if self.gan:
-            self.idle_d = IdleDiscriminatorWatch(
-                chance_d_loss(self.gan_loss), g["idle_d_epsilon"],
-                window_for(cfg["train"]["total_iters"], g["idle_d_window"], g["idle_d_min_iters"]))
-        if g["inject_nan_at"]:
-            self.losses = NaNLoss(self.losses, nan_at(g["inject_nan_at"], lambda: self.iteration + 1))
-        self._last_fake = None  # the last SR batch, for the D input-gradient probe at log time
-        self.skipped_total = self.rollbacks = 0
-        self._nonfinite_run = self._collapse_run = 0
-        self.ckpt = CheckpointManager(self.run_dir / "checkpoints", cfg["checkpoint"]["keep_last"])
-        self._last_saved: int | None = None  # iteration of the newest checkpoint this run wrote or resumed
-        self._clean_since_save = False  # no skipped step and no collapse count since that checkpoint
-        self._restored: int | None = None  # iteration the last rollback restored, until a new checkpoint
-        self._ckpt_due = False  # a checkpoint was due inside a streak and is written at the next healthy one
-
-    def _resume(self, resume) -> None:
-        path = self.ckpt.latest() if resume is True else Path(resume)
-        if path is None:
-            raise CheckpointError(f"--resume: no checkpoint in {self.ckpt.folder}")
-        self.load_state(CheckpointManager.load(path))
-        self._last_saved, self._clean_since_save = self.iteration, True
-        self.resumed_from = path
 
     # ------------------------------------------------------------------ run folder
 
@@ -279,158 +241,6 @@ class Trainer:
             self.scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg["train"]["grad_clip"])
 
-    # ------------------------------------------------------------------ guard
-
-    def _guard(self, stats: dict, log: RunLogger) -> bool:
-        """Update the divergence counters; True when a rollback happened."""
-        g = self.cfg["guard"]
-        if stats["skipped"]:
-            self._nonfinite_run += 1
-            self.skipped_total += 1
-            self._clean_since_save = False
-            bad = {k: v for k, v in ((k, float(v)) for k, v in stats.items()) if not math.isfinite(v)}
-            log.info(f"iter {self.iteration}: non-finite loss {bad} -> step skipped "
-                     f"({self._nonfinite_run}/{g['max_nonfinite']} in a row)")
-            if self._nonfinite_run >= g["max_nonfinite"]:
-                self.rollback(f"{self._nonfinite_run} non-finite losses in a row", log)
-                return True
-            return False
-        self._nonfinite_run = 0
-        if self.idle_d is not None and "d_loss" in stats:
-            warning = self.idle_d.update(stats["d_loss"], self.iteration)
-            if warning:
-                self._note(warning, log)
-        if self.gan and g["collapse_d_loss"] > 0:
-            low = dist_utils.all_true(stats.get("d_loss", 1.0) < g["collapse_d_loss"], self.device)
-            self._collapse_run = self._collapse_run + 1 if low else 0
-            self._clean_since_save = self._clean_since_save and not low
-            if self._collapse_run >= g["collapse_patience"]:
-                self.rollback(f"D loss below {g['collapse_d_loss']} for {self._collapse_run} iterations "
-                              "(discriminator collapse)", log)
-                return True
-        return False
-
-    def _rollback_target(self, reason: str) -> Path:
-        """The newest checkpoint; one older than the last restored one when training diverged again
-        before writing a new checkpoint (the restored state leads back into the divergence)."""
-        files = self.ckpt.iteration_files()
-        if self._restored is not None:
-            files = [(it, p) for it, p in files if it < self._restored]
-        if not files:
-            again = f" again after restoring iter {self._restored}," if self._restored is not None else ""
-            raise TrainingDiverged(f"training diverged ({reason}){again} and there is no older checkpoint to "
-                                   "roll back to")
-        return files[-1][1]
-
-    def rollback(self, reason: str, log: RunLogger) -> None:
-        """Restore a checkpoint from before the divergence (`_rollback_target`), delete the newer ones
-        (the abandoned timeline), and scale every learning rate by guard.lr_factor."""
-        g = self.cfg["guard"]
-        if self.rollbacks >= g["max_rollbacks"]:
-            raise TrainingDiverged(f"training diverged: {reason}, and {self.rollbacks} rollbacks "
-                                   "(guard.max_rollbacks) did not help")
-        path = self._rollback_target(reason)
-        from_iter = self.iteration
-        self.load_state(CheckpointManager.load(path), counters=False)
-        self._restored = self._last_saved = self.iteration
-        self._clean_since_save, self._ckpt_due = True, False
-        dropped = self.ckpt.discard_after(self.iteration) if self.main else []
-        dist_utils.barrier()
-        factor = g["lr_factor"]
-        for opt, sched in ((self.opt_g, self.sched_g), (self.opt_d, self.sched_d)):
-            if opt is None:
-                continue
-            for group in opt.param_groups:
-                group["lr"] *= factor
-                if "initial_lr" in group:
-                    group["initial_lr"] *= factor
-            sched.base_lrs = [b * factor for b in sched.base_lrs]  # its next step() sets get_last_lr()
-        self.rollbacks += 1
-        self._nonfinite_run = self._collapse_run = 0
-        lrs = ", ".join(f"{n} {o.param_groups[0]['lr']:.3g}" for n, o in (("G", self.opt_g), ("D", self.opt_d)) if o)
-        log.info(f"ROLLBACK #{self.rollbacks} at iter {from_iter}: {reason}; restored {path.name} "
-                 f"(iter {self.iteration}); learning rates x{factor} -> {lrs}"
-                 + (f"; deleted the abandoned {', '.join(p.name for p in dropped)}" if dropped else ""))
-        log.reset_progress(self.iteration)
-
-    # ------------------------------------------------------------------ state
-
-    def state_dict(self) -> dict:
-        rngs = dist_utils.gather_objects(rng_state())
-        return {
-            "iteration": self.iteration, "config": self.cfg, "world_size": self.world,
-            "G": _unwrap(self.G).state_dict(), "ema": self.ema.state_dict() if self.ema else None,
-            "ema_updates": self.ema.updates if self.ema else None,
-            "D": self.D.state_dict() if self.D is not None else None,
-            "opt_g": self.opt_g.state_dict(), "sched_g": self.sched_g.state_dict(),
-            "opt_d": self.opt_d.state_dict() if self.opt_d else None,
-            "sched_d": self.sched_d.state_dict() if self.sched_d else None,
-            "scaler": self.scaler.state_dict(), "rng": rngs, "best": dict(self.best),
-            "guard": {"skipped_total": self.skipped_total, "rollbacks": self.rollbacks,
-                      "known_good": self.ckpt.protected},
-        }
-
-    def load_state(self, state: dict, counters: bool = True) -> None:
-        """Restore a checkpoint; `counters=False` (rollback) keeps this run's skip/rollback counts."""
-        _unwrap(self.G).load_state_dict(state["G"])
-        if self.ema is not None:
-            # checkpoints from before the EMA warm-up hold no update count: as many as iterations
-            updates = state.get("ema_updates")
-            self.ema.load_state_dict(state["ema"] if state["ema"] is not None else state["G"],
-                                     updates=state["iteration"] if updates is None else updates)
-        if self.D is not None:
-            if state["D"] is None:
-                raise CheckpointError("checkpoint has no discriminator (a PSNR-stage checkpoint): start the GAN "
-                                      "stage with model.pretrained_g=<checkpoint> instead of resuming")
-            self.D.load_state_dict(state["D"])
-            self.opt_d.load_state_dict(state["opt_d"])
-            self.sched_d.load_state_dict(state["sched_d"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.sched_g.load_state_dict(state["sched_g"])
-        self.scaler.load_state_dict(state["scaler"])
-        rngs = state["rng"]
-        set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
-        self.iteration = state["iteration"]
-        self.best = dict(state["best"])
-        if counters:
-            self.skipped_total = state["guard"]["skipped_total"]
-            self.rollbacks = state["guard"].get("rollbacks", 0)
-            self.ckpt.protected = state["guard"].get("known_good")
-        self._loader_iter = None  # re-position the data on the next batch
-
-    def save_checkpoint(self) -> Path | None:
-        """Write `iter_<N>.pt`. The previous checkpoint becomes the known-good one (kept out of pruning)
-        when training went from it to here without a skipped step or a collapse count."""
-        if self._clean_since_save and self._last_saved is not None and self._last_saved < self.iteration:
-            self.ckpt.protected = self._last_saved
-        state = self.state_dict()  # every rank: gathers RNG states
-        path = self.ckpt.save(state, self.iteration) if self.main else None
-        dist_utils.barrier()
-        self._last_saved, self._clean_since_save, self._restored, self._ckpt_due = self.iteration, True, None, False
-        return path
-
-    def _unhealthy(self) -> str | None:
-        """Why now is no time for a checkpoint (inside a non-finite or collapse streak, or non-finite
-        weights), or None. A checkpoint written then is what a rollback would restore."""
-        if self._nonfinite_run or self._collapse_run:
-            return (f"inside a streak ({self._nonfinite_run} non-finite losses, {self._collapse_run} collapse "
-                    "iterations in a row)")
-        models = [_unwrap(self.G)] + ([self.D] if self.D is not None else [])
-        finite = bool(torch.stack([torch.isfinite(p).all() for m in models for p in m.parameters()]).all())
-        if not dist_utils.all_true(finite, self.device):
-            return "the weights hold non-finite values"
-        return None
-
-    def _checkpoint_if_healthy(self, log: RunLogger) -> Path | None:
-        """Save a checkpoint, or postpone it to the next healthy iteration (logged once)."""
-        why = self._unhealthy()
-        if why is None:
-            return self.save_checkpoint()
-        if not self._ckpt_due:
-            log.info(f"iter {self.iteration}: checkpoint postponed: {why}")
-        self._ckpt_due = True
-        return None
-
     # ------------------------------------------------------------------ validation
 
     def _note(self, msg: str, log: RunLogger) -> None:
@@ -461,12 +271,6 @@ class Trainer:
             self._note(n, log)
         self.last_val = results
         return results
-
-    def _is_better(self, value: float) -> bool:
-        if self.best["value"] is None:
-            return True
-        lower = self.best["metric"] in LOWER_IS_BETTER
-        return value < self.best["value"] if lower else value > self.best["value"]
 
     # ------------------------------------------------------------------ loop
 
