@@ -1,5 +1,6 @@
 """One `fused` switch (issue 15.4): 'auto' | 'on' | 'off', also spelt None | True | False, resolved by
-`gansr_ext.ops._common.resolve_fused` for the ops, the trainer, the upscaler and `gansr upscale`."""
+`gansr_ext.ops._common.resolve_fused` for the ops, the losses, the trainer, the upscaler and
+`gansr upscale`."""
 
 import pytest
 import torch
@@ -83,3 +84,58 @@ def test_the_generator_takes_the_vocabulary():
     assert not model.set_fused("off").fused and not model.set_fused(False).fused
     with pytest.raises(ValueError, match="fused must be one of"):
         model.set_fused("sometimes")
+
+
+SPELLINGS = [None, True, False, "auto", "on", "off"]
+
+
+def _runnable(spellings):
+    """The spellings this build can run on the CPU ('on' needs the compiled ops)."""
+    return [s for s in spellings if fused_mode(s) != "on" or fused_available(torch.device("cpu"))]
+
+
+def test_the_fft_loss_takes_the_vocabulary():
+    from gansr_ext.losses.frequency import FFTLoss
+
+    g = torch.Generator().manual_seed(0)
+    sr, hr = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    ref = FFTLoss(fused=False)(sr, hr)
+    for spelling in _runnable(SPELLINGS):
+        loss = FFTLoss(fused=spelling)
+        assert loss.fused == spelling  # kept as given, resolved per call by the op
+        torch.testing.assert_close(loss(sr, hr), ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="fused must be one of"):  # at construction, not at the first call
+        FFTLoss(fused="sometimes")
+
+
+def _critic():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(4, 1, 3, padding=1))
+
+
+def test_the_gradient_penalty_takes_the_vocabulary():
+    from gansr_ext.losses.penalty import gradient_penalty
+
+    D, g = _critic(), torch.Generator().manual_seed(1)
+    real, fake, eps = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g), torch.rand(2)
+    ref = gradient_penalty(D, real, fake, eps=eps, fused=False)
+    for spelling in _runnable(SPELLINGS):
+        torch.testing.assert_close(gradient_penalty(D, real, fake, eps=eps, fused=spelling), ref,
+                                   rtol=1e-5, atol=1e-6)
+    # refused on a lazy step that computes nothing too (a typo must not wait for the k-th iteration)
+    with pytest.raises(ValueError, match="fused must be one of"):
+        gradient_penalty(D, real, fake, fused="sometimes", lazy_interval=2, step=1)
+
+
+def test_make_gan_loss_takes_the_vocabulary():
+    from gansr_ext.losses.adversarial import make_gan_loss
+
+    D, g = _critic(), torch.Generator().manual_seed(2)
+    real, fake, eps = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g), torch.rand(2)
+    ref = make_gan_loss("ragp", fused=False).penalty(D, real, fake, eps=eps)
+    for spelling in _runnable(SPELLINGS):
+        loss = make_gan_loss("ragp", fused=spelling)
+        assert loss.penalty_kw["fused"] == spelling
+        torch.testing.assert_close(loss.penalty(D, real, fake, eps=eps), ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="fused must be one of"):  # at construction, not at the first D step
+        make_gan_loss("r1", fused="sometimes")

@@ -51,6 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops._common import fused_mode
+
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -154,6 +156,8 @@ class PenalizedGANLoss(GANLoss):
     def __init__(self, name: str, base: GANLoss, kind: str, lam: float = 10.0, **penalty_kw):
         if not lam >= 0:
             raise ValueError(f"{name}: lam must be >= 0, got {lam!r}")
+        if "fused" in penalty_kw:  # the one vocabulary, checked here rather than at the first D step
+            fused_mode(penalty_kw["fused"])
         super().__init__()
         self.name, self.base, self.kind, self.lam, self.penalty_kw = name, base, kind, float(lam), penalty_kw
 
@@ -215,7 +219,8 @@ def make_gan_loss(name: str, **kw) -> GANLoss:
     """The adversarial loss `name` (one of GAN_LOSS_NAMES; see the module docstring).
 
     Penalty variants take `lam` (default 10), `base` (another loss name) and further keyword
-    arguments passed on to `gradient_penalty`; plain losses take none.
+    arguments passed on to `gradient_penalty` (`fused`: 'auto' | 'on' | 'off' or None | True | False,
+    checked here); plain losses take none.
     """
     if not isinstance(name, str):
         raise TypeError(f"make_gan_loss: name must be a string, got {type(name).__name__}")

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import fft_loss
-from ..ops._common import compute_dtype, reduce
+from ..ops._common import Fused, compute_dtype, fused_mode, reduce
 from ._common import check_pair, check_reduction
 
 
@@ -24,12 +24,14 @@ class FFTLoss(nn.Module):
         d = X - Y (mode "complex": the seed's formula) or |X| - |Y| (mode "magnitude": amplitudes only)
         loss_b = ||d||_p / max(||X||_p, ||Y||_p);   loss = loss_weight * reduce_b(loss_b)
 
-    `fused`: True = compiled kernel, False = pure PyTorch, None = kernel when built for the device.
+    `fused`: the package's one switch, 'on' | 'off' | 'auto' (or True | False | None): compiled kernel,
+    pure PyTorch, or the kernel when built for the device (`ops._common.resolve_fused`, per call).
     """
 
-    def __init__(self, p: int = 2, mode: str = "magnitude", reduction: str = "mean", fused: bool | None = None,
+    def __init__(self, p: int = 2, mode: str = "magnitude", reduction: str = "mean", fused: Fused = None,
                  loss_weight: float = 1.0):
         super().__init__()
+        fused_mode(fused)  # a misspelt switch fails here, not at the first call
         if p not in (1, 2):
             raise ValueError(f"FFTLoss: p must be 1 or 2, got {p!r}")
         if mode not in ("magnitude", "complex"):

@@ -35,7 +35,7 @@ from typing import Callable
 
 import torch
 
-from ..ops._common import compute_dtype
+from ..ops._common import Fused, compute_dtype, fused_mode
 
 KINDS = ("wgan-gp", "one-sided", "r1")
 _FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -150,13 +150,14 @@ def _subset_size(subset, B: int) -> int:
 
 def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor | None = None,
                      lam: float = 10.0, kind: str = "wgan-gp", *, eps: torch.Tensor | None = None,
-                     generator: torch.Generator | None = None, fused: bool | None = None, step: int | None = None,
+                     generator: torch.Generator | None = None, fused: Fused = None, step: int | None = None,
                      lazy_interval: int = 1, subset: int | float | None = None,
                      autocast_dtype: torch.dtype | None = None, channels_last: bool = False) -> torch.Tensor:
     """Gradient penalty of D (formulas in the module docstring), the call the loss library uses.
 
-    fused: True = compiled interpolation and penalty ops (`torch.ops.gansr.gp_*`), False = torch ops,
-        None = compiled when built for the device. Exact mode (defaults) equals
+    fused: the package's one switch, 'on' | 'off' | 'auto' (or True | False | None): the compiled
+        interpolation and penalty ops (`torch.ops.gansr.gp_*`), torch ops, or the compiled ones when
+        built for the device (`ops._common.resolve_fused`). Exact mode (defaults) equals
         `gradient_penalty_reference` given the same eps / seeded generator.
     lazy_interval=k > 1 (lazy regularisation, StyleGAN2): pass the training `step`; the penalty is
         computed on steps with step % k == 0 with its weight multiplied by k, and on the other steps a
@@ -177,6 +178,7 @@ def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
     With a BatchNorm D, subset changes the batch the statistics are taken over (n samples, not B).
     """
     _check(D, real, fake, lam, kind)
+    fused_mode(fused)  # checked on the lazy steps that compute nothing too
     if isinstance(lazy_interval, bool) or not isinstance(lazy_interval, int) or lazy_interval < 1:
         raise ValueError(f"gradient_penalty: lazy_interval must be an int >= 1, got {lazy_interval!r}")
     if lazy_interval > 1:
@@ -220,7 +222,7 @@ def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
 
 
 def r1_penalty_from_logits(real_logits: torch.Tensor, real: torch.Tensor, lam: float = 10.0,
-                           fused: bool | None = None) -> torch.Tensor:
+                           fused: Fused = None) -> torch.Tensor:
     """R1 = lam / 2 * mean_b ||d mean(D(real)_b) / d real_b||^2 from the D step's own forward on real.
 
     Saves the penalty's extra D forward (as StyleGAN2 does): set `real.requires_grad_(True)` before
