@@ -3,7 +3,8 @@
 Rows (bf16, B16 at LR 32 and LR 64 unless stated), each timed as the median of CUDA-event
 measurements after warm-up, all variants re-measured in this run:
   dense block fwd+bwd   eager autocast channels_last; fused = one fused RRDB / 3 (the op works per RRDB)
-  RRDB fwd+bwd          fused | fused with CUTLASS forward convs (GANSR_RRDB_CUTLASS=1) | eager autocast
+  RRDB fwd+bwd          fused | fused with CUTLASS forward convs (GANSR_RRDB_CUTLASS=1) | + CUTLASS
+                        dgrad / wgrad (GANSR_RRDB_CUTLASS_BWD=1) | eager autocast
                         channels_last | CUDA-graphed eager / fused | torch.compile
   G (RRDBNet nb=23) fwd+bwd, same variants (+ CUDA-graphed fused), the peak memory of the step and
                         the GPU kernels it launches (profiler; the fused trunk casts its parameters
@@ -29,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import metadata, time_fn, write_results  # noqa: E402
 
-COLUMNS = ["fused", "fused_cutlass", "eager", "eager_graph", "fused_graph", "compile"]
+COLUMNS = ["fused", "fused_cutlass", "fused_cutlass_bwd", "eager", "eager_graph", "fused_graph", "compile"]
 
 
 def _timed(fn, warmup: int, reps: int) -> float:
@@ -51,17 +52,20 @@ def graphed(step, warmup: int = 3):
 
 
 @contextlib.contextmanager
-def cutlass_convs():
-    """Opt the fused op's forward convs 1..4 into the CUTLASS kernels (GANSR_RRDB_CUTLASS=1)."""
-    prev = os.environ.get("GANSR_RRDB_CUTLASS")
-    os.environ["GANSR_RRDB_CUTLASS"] = "1"
+def cutlass_convs(bwd: bool = False):
+    """Opt the fused op's forward convs 1..4 into the CUTLASS kernels (GANSR_RRDB_CUTLASS=1) and, with
+    bwd, its backward convs into CUTLASS dgrad / wgrad (GANSR_RRDB_CUTLASS_BWD=1)."""
+    names = ["GANSR_RRDB_CUTLASS"] + (["GANSR_RRDB_CUTLASS_BWD"] if bwd else [])
+    prev = {n: os.environ.get(n) for n in names}
+    os.environ.update(dict.fromkeys(names, "1"))
     try:
         yield
     finally:
-        if prev is None:
-            del os.environ["GANSR_RRDB_CUTLASS"]
-        else:
-            os.environ["GANSR_RRDB_CUTLASS"] = prev
+        for n, v in prev.items():
+            if v is None:
+                del os.environ[n]
+            else:
+                os.environ[n] = v
 
 
 def train_step(model, x, grad, dtype):
@@ -96,6 +100,8 @@ def rrdb_variants(nf, gc, B, lr, dtype, args):
     res = {"fused": _timed(fused, args.warmup, args.reps), "eager": _timed(eager, args.warmup, args.reps)}
     with cutlass_convs():
         res["fused_cutlass"] = _timed(fused, args.warmup, args.reps)
+    with cutlass_convs(bwd=True):
+        res["fused_cutlass_bwd"] = _timed(fused, args.warmup, args.reps)
     res["eager_graph"] = _timed(graphed(eager), args.warmup, args.reps)
     res["fused_graph"] = _timed(graphed(fused), args.warmup, args.reps)
     if not args.no_compile:
@@ -130,6 +136,8 @@ def generator_variants(B, lr, dtype, args):
         if flag:
             with cutlass_convs():
                 res["fused_cutlass"] = _timed(step, args.warmup, args.reps)
+            with cutlass_convs(bwd=True):
+                res["fused_cutlass_bwd"] = _timed(step, args.warmup, args.reps)
     G.set_fused(False)
     if not args.no_compile:
         for blk in G.body:  # regional compile: one graph per RRDB, reused 23 times
@@ -158,7 +166,8 @@ def inference(args):
 # The sliced algorithm (csrc/rrdb/rrdb_sliced.cpp) is backend-generic: run on the CPU with the C++
 # twins of its kernels (gansr::rrdb_sliced_fwd / _bwd), its profile shows every backend call the CUDA
 # backend makes, in "rrdb::" scopes, per dense block ("rrdb::dense_block_fwd" / "_bwd").
-_BACKEND_CALLS = {"rrdb::fused_conv": "cutlass conv", "rrdb::epilogue": "epilogue", "rrdb::gather": "gather"}
+_BACKEND_CALLS = {"rrdb::fused_conv": "cutlass conv", "rrdb::epilogue": "epilogue", "rrdb::gather": "gather",
+                  "rrdb::cutlass_dgrad": "cutlass dgrad", "rrdb::cutlass_wgrad": "cutlass wgrad"}
 # ATen ops that launch no kernel (allocation, views, metadata); any other leaf op counts as one launch
 _NO_LAUNCH = {"aten::empty", "aten::empty_strided", "aten::empty_like", "aten::as_strided", "aten::narrow",
               "aten::slice", "aten::view", "aten::reshape", "aten::_reshape_alias", "aten::resize_", "aten::permute",
@@ -208,10 +217,11 @@ def _launches(event, counts: dict) -> None:
 
 
 def rrdb_launch_counts(nf=64, gc=32, shape=(2, 8, 8), fused_conv=False, deterministic=False,
-                       dtype=torch.float64) -> dict:
+                       dtype=torch.float64, fused_bwd=False) -> dict:
     """Launches of one RRDB fwd / bwd on the CPU proxy, per dense block (each of the three, and the
     RRDB-level rest): {"fwd": {"blocks": [counts x3], "rrdb": counts}, "bwd": {...}}. fused_conv: convs
-    1..4 through the CUTLASS argument block (emulated with ATen here, one kernel on the GPU). fp64 by
+    1..4 through the CUTLASS argument block (emulated with ATen here, one kernel on the GPU); fused_bwd:
+    the backward through the CUTLASS dgrad / wgrad argument blocks (likewise). fp64 by
     default: ATen's CPU fp32 convolution (oneDNN) converts weight layouts inside its backward, which
     the cuDNN path does not; the fp64 path makes the copies ATen's CUDA convolution makes."""
     from torch.profiler import ProfilerActivity, profile
@@ -236,7 +246,7 @@ def rrdb_launch_counts(nf=64, gc=32, shape=(2, 8, 8), fused_conv=False, determin
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as fwd:
             out, *bufs = torch.ops.gansr.rrdb_sliced_fwd(x, params, fused_conv)
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as bwd:
-            torch.ops.gansr.rrdb_sliced_bwd(g, *bufs, params)
+            torch.ops.gansr.rrdb_sliced_bwd(g, *bufs, params, fused_conv=fused_bwd)
     finally:
         torch.use_deterministic_algorithms(prev)
     result = {}
@@ -254,7 +264,8 @@ def rrdb_launch_counts(nf=64, gc=32, shape=(2, 8, 8), fused_conv=False, determin
     return result
 
 
-_KINDS = ["conv fprop", "cutlass conv", "epilogue", "conv dgrad", "conv wgrad", "gather", "prefix copy", "weight copy"]
+_KINDS = ["conv fprop", "cutlass conv", "epilogue", "conv dgrad", "conv wgrad", "cutlass dgrad", "cutlass wgrad",
+          "gather", "prefix copy", "weight copy"]
 
 
 def _row(backend: str, work: str, counts: dict, times: int = 1) -> dict:
@@ -273,12 +284,13 @@ def _summed(parts) -> dict:
 
 def launch_table(nb=23) -> tuple[list[dict], list[str]]:
     """Rows of the launch-economy table (per dense block, per RRDB, per G-step trunk of nb RRDBs:
-    the trunk's RRDBs only) for the cuDNN backend and the CUTLASS-forward backend."""
+    the trunk's RRDBs only) for the cuDNN backend, CUTLASS forward convs, CUTLASS forward and backward."""
     rows = []
-    for backend, fused in (("cuDNN convs", False), ("CUTLASS fprop", True)):
-        c = rrdb_launch_counts(fused_conv=fused)
+    for backend, fused, fused_bwd in (("cuDNN convs", False, False), ("CUTLASS fprop", True, False),
+                                      ("CUTLASS fprop+dgrad+wgrad", True, True)):
+        c = rrdb_launch_counts(fused_conv=fused, fused_bwd=fused_bwd)
         fwd, bwd = c["fwd"]["blocks"][1], c["bwd"]["blocks"][1]  # a middle block (all three alike: tested)
-        det = rrdb_launch_counts(fused_conv=fused, deterministic=True)["bwd"]["blocks"][1]
+        det = rrdb_launch_counts(fused_conv=fused, deterministic=True, fused_bwd=fused_bwd)["bwd"]["blocks"][1]
         rrdb = _summed([*c["fwd"]["blocks"], c["fwd"]["rrdb"], *c["bwd"]["blocks"], c["bwd"]["rrdb"]])
         rows += [_row(backend, "dense block fwd", fwd), _row(backend, "dense block bwd", bwd),
                  _row(backend, "dense block fwd+bwd", _summed([fwd, bwd])),

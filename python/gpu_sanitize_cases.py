@@ -32,7 +32,8 @@ def gradient_penalty_cases():
 
 def rrdb_cases():
     """Fused RRDB fwd + bwd: channel counts below / not a multiple of the 32-lane x dimension, odd
-    H/W, every dtype, and the CUTLASS forward convs (bf16/fp16, cin/gc multiples of 8)."""
+    H/W, every dtype, and the CUTLASS convs (bf16/fp16, cin/gc multiples of 8): forward, then forward
+    with dgrad / wgrad."""
     import os
 
     from gansr_ext._ext import require_extension
@@ -68,8 +69,12 @@ def rrdb_cases():
     try:
         for dtype in (torch.bfloat16, torch.float16):
             run(32, 16, (2, 9, 7), dtype)
+        os.environ["GANSR_RRDB_CUTLASS_BWD"] = "1"  # + CUTLASS dgrad (accumulating) and wgrad
+        for dtype in (torch.bfloat16, torch.float16):
+            run(32, 16, (2, 9, 7), dtype)
     finally:
         os.environ.pop("GANSR_RRDB_CUTLASS")
+        os.environ.pop("GANSR_RRDB_CUTLASS_BWD", None)
 
 
 CASES = [fft_loss_cases, gradient_penalty_cases, rrdb_cases]

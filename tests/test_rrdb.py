@@ -214,15 +214,16 @@ def test_cuda_glue_emulated_on_cpu_matches_cpu_twin(nf, gc, shape, fused_conv, p
     """`rrdb_sliced_*` run the CUDA path's algorithm (rrdb_sliced.cpp: convs on prefix views, gathers
     instead of in-place adds) with C++ loop twins of its kernels: it must equal the CPU twin.
     fused_conv: convs 1..4 through the argument block of the CUTLASS conv (raw pointers, pixel strides,
-    KRSC weights), emulated with ATen."""
+    KRSC weights), and the backward through the CUTLASS dgrad (accumulating into one gradient buffer)
+    and wgrad argument blocks, emulated with ATen."""
     torch.manual_seed(9)
     n, h, w = shape
     params = [p.detach() for p in make_params(nf, gc, scale=0.1)]
     x = torch.randn(n, nf, h, w, dtype=torch.float64)
     g = torch.randn(n, nf, h, w, dtype=torch.float64)
     twin = _run_ops(torch.ops.gansr.rrdb_fwd, torch.ops.gansr.rrdb_bwd, x, params, g)
-    glue = _run_ops(lambda a, p: torch.ops.gansr.rrdb_sliced_fwd(a, p, fused_conv), torch.ops.gansr.rrdb_sliced_bwd,
-                    x, params, g)
+    glue = _run_ops(lambda a, p: torch.ops.gansr.rrdb_sliced_fwd(a, p, fused_conv),
+                    lambda *a: torch.ops.gansr.rrdb_sliced_bwd(*a, fused_conv=fused_conv), x, params, g)
     for i, (a, b) in enumerate(zip(glue, twin)):
         assert a.stride() == b.stride(), i
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12, msg=lambda m, i=i: f"output {i}: {m}")
@@ -554,6 +555,32 @@ def test_cuda_cutlass_convs_match_the_cudnn_path(dtype, monkeypatch):
     for i, (a, b) in enumerate(zip(cutlass, cudnn)):
         scale = b.float().abs().max().item()
         torch.testing.assert_close(a.float(), b.float(), atol=0.02 * scale, rtol=0, msg=lambda m, i=i: f"output {i}: {m}")
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cuda_cutlass_backward_matches_the_cudnn_path(dtype, monkeypatch):
+    # CPU siblings: test_rrdb_cutlass.py::test_cutlass_backward_through_the_sliced_algorithm_in_fp64,
+    # test_cuda_glue_emulated_on_cpu_matches_cpu_twin[cutlass-glue]
+    torch.manual_seed(15)
+    params = [p.detach().to(dtype) for p in make_params(64, 32, torch.float32, device="cuda", scale=0.05)]
+    params = [p.contiguous(memory_format=torch.channels_last) if p.dim() == 4 else p for p in params]
+    x = torch.randn(2, 64, 9, 7, device="cuda").to(dtype)
+    monkeypatch.delenv("GANSR_RRDB_CUTLASS", raising=False)
+    monkeypatch.delenv("GANSR_RRDB_CUTLASS_BWD", raising=False)
+    out, *bufs = torch.ops.gansr.rrdb_fwd(x, params)
+    g = torch.randn_like(out)
+    cudnn, n_off = _cutlass_launches(lambda: torch.ops.gansr.rrdb_bwd(g, *bufs, params))
+    monkeypatch.setenv("GANSR_RRDB_CUTLASS_BWD", "1")
+    R.cutlass_fallbacks(reset=True)
+    cutlass, n_on = _cutlass_launches(lambda: torch.ops.gansr.rrdb_bwd(g, *bufs, params))
+    assert (n_on - n_off, R.cutlass_fallbacks()) == (30, 0), "15 dgrad + 15 wgrad per RRDB, none declined"
+    (gx_c, gw_c, gb_c), (gx_d, gw_d, gb_d) = cutlass, cudnn
+    for name, a, b in [("grad_x", gx_c, gx_d), ("grad_biases", gb_c, gb_d)] + [
+            (f"grad_w{i}", a, b) for i, (a, b) in enumerate(zip(gw_c, gw_d))]:
+        scale = b.float().abs().max().item()
+        torch.testing.assert_close(a.float(), b.float(), atol=0.03 * scale, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
+        assert a.stride() == b.stride(), name
 
 
 @requires_cuda

@@ -34,17 +34,24 @@ CUTLASS_BLOCK_FWD = {"cutlass conv": 4, "conv fprop": 1, "epilogue": 1}  # conv5
 BLOCK_BWD = {"conv dgrad": 5, "conv wgrad": 5, "prefix copy": 4, "gather": 5}
 
 
-@pytest.mark.parametrize("fused_conv", [False, True], ids=["cudnn", "cutlass-fprop"])
-def test_launches_per_dense_block_and_rrdb(bench, fused_conv):
-    counts = bench.rrdb_launch_counts(nf=16, gc=8, shape=(1, 5, 4), fused_conv=fused_conv)
+# accumulating dgrad + wgrad on the prefixes: no copies, one gather per slice and the block input's
+CUTLASS_BLOCK_BWD = {"cutlass dgrad": 5, "cutlass wgrad": 5, "gather": 5}
+
+
+@pytest.mark.parametrize("fused_conv,fused_bwd,total", [(False, False, 102), (True, False, 78), (True, True, 66)],
+                         ids=["cudnn", "cutlass-fprop", "cutlass-fprop-dgrad-wgrad"])
+def test_launches_per_dense_block_and_rrdb(bench, fused_conv, fused_bwd, total):
+    counts = bench.rrdb_launch_counts(nf=16, gc=8, shape=(1, 5, 4), fused_conv=fused_conv, fused_bwd=fused_bwd)
     fwd = CUTLASS_BLOCK_FWD if fused_conv else CUDNN_BLOCK_FWD
     assert counts["fwd"]["blocks"] == [fwd] * 3
-    assert counts["bwd"]["blocks"] == [BLOCK_BWD] * 3
+    assert counts["bwd"]["blocks"] == [CUTLASS_BLOCK_BWD if fused_bwd else BLOCK_BWD] * 3
+    if fused_conv and fused_bwd:  # issue 14's target: <= 20 per dense block fwd+bwd, no prefix copies
+        assert sum(fwd.values()) + sum(CUTLASS_BLOCK_BWD.values()) == 21
     # per RRDB: x into the first buffer (fwd); the bias-gradient accumulator's fill and the first
     # gather (gradient of rdb3's output and of its conv5) (bwd)
     assert counts["fwd"]["rrdb"] == {"other copy_": 1}
     assert counts["bwd"]["rrdb"] == {"other zero_": 1, "gather": 1}
-    assert sum(_rrdb_total(counts).values()) == (78 if fused_conv else 102)
+    assert sum(_rrdb_total(counts).values()) == total
 
 
 def test_deterministic_bias_gradients_add_one_row_sum_per_gather(bench):

@@ -84,5 +84,27 @@ struct ConvBiasActArgs {
   double slope;
 };
 
+// Backward of the same conv through CUTLASS (opt-in), on the same NHWC views:
+// data gradient, accumulated in place into the channel prefix it flows to (C and D the same view):
+//   dx[m, c] = beta dx[m, c] + sum_{r,s,k} dy[pixel(m) - (r-1, s-1), k] w[k, r, s, c]
+struct ConvDgradArgs {
+  const void* dy;  // (N, H, W, cout) with pixel stride dy_stride
+  int64_t dy_stride;
+  const void* w;   // (cout, 3, 3, cin) packed
+  void* dx;        // (N, H, W, cin) with pixel stride dx_stride
+  int64_t dx_stride;
+  int N, H, W, cin, cout;
+  double beta;     // 0: overwrite dx, 1: add to it
+};
+// weight gradient: dw[k, r, s, c] = sum_m dy[m, k] x[pixel(m) + (r-1, s-1), c]
+struct ConvWgradArgs {
+  const void* dy;  // (N, H, W, cout) with pixel stride dy_stride
+  int64_t dy_stride;
+  const void* x;   // (N, H, W, cin) with pixel stride x_stride (the channel prefix the conv read)
+  int64_t x_stride;
+  void* dw;        // (cout, 3, 3, cin) packed: the OIHW gradient in channels_last
+  int N, H, W, cin, cout;
+};
+
 }  // namespace rrdb
 }  // namespace gansr

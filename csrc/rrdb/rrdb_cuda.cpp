@@ -31,9 +31,25 @@ struct CudaBackend final : Backend {
     return (t == DType::kBFloat16 || t == DType::kHalf) && v != nullptr && v[0] == '1';
   }
   bool conv_bias_lrelu(DType t, const ConvBiasActArgs& a) const override {
-    const cudaError_t e = launch_conv3x3_bias_lrelu(t, a, c10::cuda::getCurrentCUDAStream().stream());
-    if (e == cudaErrorNotSupported) return false;  // nothing launched: cuDNN path
-    check_launch(e, "CUTLASS conv + bias + LeakyReLU");
+    return launched(launch_conv3x3_bias_lrelu(t, a, c10::cuda::getCurrentCUDAStream().stream()),
+                    "CUTLASS conv + bias + LeakyReLU");
+  }
+  // CUTLASS dgrad / wgrad are opt-in separately (GANSR_RRDB_CUTLASS_BWD=1)
+  bool has_fused_bwd(DType t) const override {
+    const char* v = std::getenv("GANSR_RRDB_CUTLASS_BWD");
+    return (t == DType::kBFloat16 || t == DType::kHalf) && v != nullptr && v[0] == '1';
+  }
+  bool conv_dgrad(DType t, const ConvDgradArgs& a) const override {
+    return launched(launch_conv3x3_dgrad(t, a, c10::cuda::getCurrentCUDAStream().stream()), "CUTLASS dgrad");
+  }
+  bool conv_wgrad(DType t, const ConvWgradArgs& a) const override {
+    return launched(launch_conv3x3_wgrad(t, a, c10::cuda::getCurrentCUDAStream().stream()), "CUTLASS wgrad");
+  }
+
+ private:
+  static bool launched(cudaError_t e, const char* what) {
+    if (e == cudaErrorNotSupported) return false;  // nothing launched: the caller runs ATen
+    check_launch(e, what);
     return true;
   }
 };

@@ -14,11 +14,10 @@
 #include <cutlass/bfloat16.h>
 #include <cutlass/half.h>
 #include <cutlass/conv/kernel/default_conv2d_fprop.h>
-#include <cutlass/conv/device/implicit_gemm_convolution.h>
 #include <cutlass/epilogue/thread/linear_combination_leaky_relu.h>
 // clang-format on
 
-#include "rrdb_cutlass_problem.h"
+#include "rrdb_cutlass_run.cuh"
 #endif
 
 namespace gansr {
@@ -48,21 +47,12 @@ static_assert(FpropKernel<cutlass::bfloat16_t>::kThreadCount == 128, "4 warps pe
 
 template <typename E>
 cudaError_t run(const ConvBiasActArgs& a, cudaStream_t stream) {
-  using Conv = cutlass::conv::device::ImplicitGemmConvolution<FpropKernel<E>>;
+  using Kernel = FpropKernel<E>;
   static_assert(128 / cutlass::sizeof_bits<E>::value == cutlass_conv::kAlignElements, "access width");
   if (!cutlass_conv::fprop_supported<E>(a)) return cudaErrorNotSupported;
-  const cutlass_conv::FpropProblem<E> p = cutlass_conv::fprop_problem<E>(a);
-  const typename Conv::Arguments args(p.size, p.x, p.w, p.c, p.d,
-                                      cutlass_conv::epilogue_params<typename Conv::EpilogueOutputOp>(p));
-  Conv op;
-  if (op.can_implement(args) != cutlass::Status::kSuccess) return cudaErrorNotSupported;
-  if (Conv::get_workspace_size(args) != 0) return cudaErrorNotSupported;  // split-k 1: none expected
-  if (op.initialize(args, nullptr, stream) != cutlass::Status::kSuccess) return cudaErrorNotSupported;
-  if (op.run(stream) != cutlass::Status::kSuccess) {
-    const cudaError_t e = cudaGetLastError();
-    return e == cudaSuccess ? cudaErrorLaunchFailure : e;
-  }
-  return cudaGetLastError();
+  const cutlass_conv::Problem<E> p = cutlass_conv::fprop_problem<E>(a);
+  return cutlass_conv::run_conv<Kernel>(p, cutlass_conv::leaky_relu_params<typename Kernel::EpilogueOutputOp>(p),
+                                        stream);
 }
 
 }  // namespace

@@ -96,18 +96,27 @@ at::Tensor nhwc_view(const void* p, int64_t N, int64_t C, int64_t H, int64_t W, 
   return at::from_blob(const_cast<void*>(p), {N, C, H, W}, {H * W * ps, 1, W * ps, ps}, at::TensorOptions().dtype(st));
 }
 
-// extern "C" int f(int dtype, const ConvBiasActArgs*): the fused conv run by other code on the host
-// (tests: CUTLASS's host reference convolution, rrdb_cutlass_host_ref.cc); 0: done, else declined
-using HostConv = int (*)(int, const ConvBiasActArgs*);
+// extern "C" int f(int dtype, const Args*): a fused conv run by other code on the host (tests:
+// CUTLASS's host reference convolutions, rrdb_cutlass_host_ref.cc); 0: done, else declined
+template <typename Args>
+using HostConv = int (*)(int, const Args*);
+template <typename Args>
+HostConv<Args> host_conv_ptr(int64_t address) {
+  return reinterpret_cast<HostConv<Args>>(static_cast<intptr_t>(address));
+}
 
 struct LoopBackend final : Backend {
-  bool fused_conv = false;  // emulate the CUTLASS conv's argument block (pointers, strides, KRSC weight)
-  HostConv host_conv = nullptr;
+  // emulate the CUTLASS convs' argument blocks (pointers, strides, KRSC weights) with ATen, or run
+  // them through host_* when given
+  bool fused_conv = false;
+  HostConv<ConvBiasActArgs> host_fprop = nullptr;
+  HostConv<ConvDgradArgs> host_dgrad = nullptr;
+  HostConv<ConvWgradArgs> host_wgrad = nullptr;
   void epilogue(DType t, const EpilogueArgs& a) const override { dispatch<Epi>(t, a); }
   void gather(DType t, const GatherArgs& a) const override { dispatch<Gat>(t, a); }
-  bool has_fused_conv(DType) const override { return fused_conv || host_conv; }
+  bool has_fused_conv(DType) const override { return fused_conv || host_fprop; }
   bool conv_bias_lrelu(DType t, const ConvBiasActArgs& a) const override {
-    if (host_conv) return host_conv(static_cast<int>(t), &a) == 0;
+    if (host_fprop) return host_fprop(static_cast<int>(t), &a) == 0;
     const auto st = scalar_type(t);
     const at::Tensor x = nhwc_view(a.x, a.N, a.cin, a.H, a.W, a.x_stride, st);
     const at::Tensor w = nhwc_view(a.w, a.cout, a.cin, 3, 3, a.cin, st);  // KRSC memory = OIHW channels_last
@@ -116,19 +125,47 @@ struct LoopBackend final : Backend {
     at::leaky_relu_out(out, conv3x3(x, w, b), a.slope);
     return true;
   }
+  bool has_fused_bwd(DType) const override { return fused_conv || host_dgrad || host_wgrad; }
+  bool conv_dgrad(DType t, const ConvDgradArgs& a) const override {
+    if (host_dgrad) return host_dgrad(static_cast<int>(t), &a) == 0;
+    if (!fused_conv) return false;
+    const auto st = scalar_type(t);
+    const at::Tensor dy = nhwc_view(a.dy, a.N, a.cout, a.H, a.W, a.dy_stride, st);
+    const at::Tensor w = nhwc_view(a.w, a.cout, a.cin, 3, 3, a.cin, st);
+    at::Tensor dx = nhwc_view(a.dx, a.N, a.cin, a.H, a.W, a.dx_stride, st);
+    const at::Tensor d = std::get<0>(conv3x3_backward(dy, at::empty_like(dx), w, {true, false, false}));
+    a.beta == 0.0 ? dx.copy_(d) : dx.add_(d, a.beta);
+    return true;
+  }
+  bool conv_wgrad(DType t, const ConvWgradArgs& a) const override {
+    if (host_wgrad) return host_wgrad(static_cast<int>(t), &a) == 0;
+    if (!fused_conv) return false;
+    const auto st = scalar_type(t);
+    const at::Tensor dy = nhwc_view(a.dy, a.N, a.cout, a.H, a.W, a.dy_stride, st);
+    const at::Tensor x = nhwc_view(a.x, a.N, a.cin, a.H, a.W, a.x_stride, st);
+    at::Tensor dw = nhwc_view(a.dw, a.cout, a.cin, 3, 3, a.cin, st);
+    const at::Tensor w_shape = at::empty({a.cout, a.cin, 3, 3}, at::TensorOptions().dtype(st));
+    dw.copy_(std::get<1>(conv3x3_backward(dy, x, w_shape, {false, true, false})));
+    return true;
+  }
 };
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd_cpu(const at::Tensor& x, at::TensorList params,
                                                                           bool fused_conv, int64_t host_conv) {
   LoopBackend be;
   be.fused_conv = fused_conv;
-  be.host_conv = reinterpret_cast<HostConv>(static_cast<intptr_t>(host_conv));
+  be.host_fprop = host_conv_ptr<ConvBiasActArgs>(host_conv);
   return sliced_fwd(x, params, be);
 }
 
 BwdResult sliced_bwd_cpu(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
-                         const at::Tensor& buf3, at::TensorList params, bool need_param_grads) {
-  return sliced_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads, LoopBackend());
+                         const at::Tensor& buf3, at::TensorList params, bool need_param_grads, bool fused_conv,
+                         int64_t host_dgrad, int64_t host_wgrad) {
+  LoopBackend be;
+  be.fused_conv = fused_conv;
+  be.host_dgrad = host_conv_ptr<ConvDgradArgs>(host_dgrad);
+  be.host_wgrad = host_conv_ptr<ConvWgradArgs>(host_wgrad);
+  return sliced_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads, be);
 }
 
 }  // namespace
@@ -137,7 +174,8 @@ TORCH_LIBRARY_FRAGMENT(gansr, m) {
   m.def("rrdb_sliced_fwd(Tensor x, Tensor[] params, bool fused_conv=False, int host_conv=0) -> "
         "(Tensor, Tensor, Tensor, Tensor)");
   m.def("rrdb_sliced_bwd(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params, "
-        "bool need_param_grads=True) -> (Tensor, Tensor[], Tensor)");
+        "bool need_param_grads=True, bool fused_conv=False, int host_dgrad=0, int host_wgrad=0) "
+        "-> (Tensor, Tensor[], Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(gansr, CPU, m) {

@@ -16,6 +16,7 @@
 #include <torch/library.h>
 
 #include <atomic>
+#include <functional>
 
 #include "../common.h"
 #include "rrdb.h"
@@ -40,8 +41,8 @@ namespace {
 // the emulated backend count the launches the CUDA backend makes (tests/test_rrdb_launches.py)
 #define RRDB_SCOPE(name) RECORD_FUNCTION("rrdb::" name, std::vector<c10::IValue>())
 
-// fused convs the backend declined at run time (CUTLASS can_implement / alignment): each ran as
-// ATen conv + epilogue instead; read (and reset) through gansr::rrdb_cutlass_fallbacks
+// fused convs (fprop, dgrad, wgrad) the backend declined at run time (CUTLASS can_implement /
+// alignment): each ran through ATen instead; read (and reset) through gansr::rrdb_cutlass_fallbacks
 std::atomic<int64_t> fused_conv_fallbacks{0};
 
 int64_t read_fused_conv_fallbacks(bool reset) {
@@ -201,6 +202,63 @@ void gather(const Backend& be, DType dt, const GatherCall& g, int64_t M) {
 
 }  // namespace
 
+namespace {
+
+// One dense block's backward through the backend's dgrad / wgrad (Backend::has_fused_bwd): one
+// gradient buffer G shaped like the activation buffer. conv5's dgrad writes G[:, :Ct]; for k = 4..1
+// slice k of G is complete (convs k+1..5 added to it), so its gather (lrelu', bias gradient) gives
+// conv_k's output gradient gk, whose dgrad adds into G[:, :cin(k)] (beta 1) and whose wgrad reads
+// the activation prefix in place. No per-conv data gradients, no prefix copies; returns G (its
+// first nf channels: the block input's gradient from the convs).
+at::Tensor dense_block_bwd_accumulating(const Backend& be, DType dt, const Dims& d, const at::Tensor& buf,
+                                        const at::Tensor& g5, at::TensorList params, int b, bool need_param_grads,
+                                        std::vector<at::Tensor>& grad_w,
+                                        const std::function<BiasSink(int, int)>& bias_sink) {
+  const int64_t Ct = d.channels(), M = d.N * d.H * d.W;
+  const auto opts = buf.options();
+  at::Tensor G = new_nhwc(d.N, Ct, d.H, d.W, opts);
+  for (int k = kConvs; k >= 1; --k) {
+    const int64_t cin = d.cin(k), cout = k == kConvs ? d.nf : d.gc;
+    at::Tensor gk = g5;
+    if (k < kConvs) {
+      gk = new_nhwc(d.N, d.gc, d.H, d.W, opts);
+      gather(be, dt, {{{&G, cin, 1.0}}, &buf, cin, &gk, nullptr, 0.0, bias_sink(b, k)}, M);
+    }
+    const at::Tensor& w = weight(params, b, k);
+    const at::Tensor w_krsc = w.contiguous(at::MemoryFormat::ChannelsLast);
+    const double beta = k == kConvs ? 0.0 : 1.0;  // conv5 reads (and so writes) all Ct channels first
+    const ConvDgradArgs da{gk.const_data_ptr(), cout, w_krsc.const_data_ptr(), G.data_ptr(), Ct,
+                           (int)d.N, (int)d.H, (int)d.W, (int)cin, (int)cout, beta};
+    bool done;
+    {
+      RRDB_SCOPE("cutlass_dgrad");
+      done = be.conv_dgrad(dt, da);
+    }
+    if (!done) {
+      ++fused_conv_fallbacks;
+      at::Tensor dk = std::get<0>(conv3x3_backward(gk, buf.narrow(1, 0, cin), w, {true, false, false}));
+      at::Tensor prefix = G.narrow(1, 0, cin);
+      beta == 0.0 ? prefix.copy_(dk) : prefix.add_(dk);
+    }
+    if (!need_param_grads) continue;
+    at::Tensor dw = at::empty({cout, cin, 3, 3}, opts.memory_format(at::MemoryFormat::ChannelsLast));
+    const ConvWgradArgs wa{gk.const_data_ptr(), cout, buf.const_data_ptr(), Ct, dw.data_ptr(),
+                           (int)d.N, (int)d.H, (int)d.W, (int)cin, (int)cout};
+    {
+      RRDB_SCOPE("cutlass_wgrad");
+      done = be.conv_wgrad(dt, wa);
+    }
+    if (!done) {
+      ++fused_conv_fallbacks;
+      dw = std::get<1>(conv3x3_backward(gk, buf.narrow(1, 0, cin), w, {false, true, false}));
+    }
+    grad_w[kConvs * b + k - 1] = weight_grad_like(dw, w);
+  }
+  return G;
+}
+
+}  // namespace
+
 BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
                      const at::Tensor& buf3, at::TensorList params, bool need_param_grads, const Backend& be) {
   const Dims d = check_bwd_inputs(grad_out, buf1, buf2, buf3, params);
@@ -229,11 +287,17 @@ BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const a
   gather(be, dt, {{{&go, 0, kResScale}}, nullptr, 0, &gy, &g5, kResScale, bias_sink(kBlocks - 1, kConvs)}, M);
   at::Tensor grad_x;
   if (need_param_grads) grad_w.resize(kBlocks * kConvs);
+  const bool fused_bwd = be.has_fused_bwd(dt);
   for (int b = kBlocks - 1; b >= 0; --b) {
     RRDB_SCOPE("dense_block_bwd");
     const at::Tensor& buf = bufs[b];
     at::Tensor D[kConvs + 1];  // D[k]: data gradient of conv_k over its input prefix (cin(k) channels)
-    for (int k = kConvs; k >= 1; --k) {
+    std::vector<Source> srcs;  // the block input's gradient: every conv read it, plus the residual path
+    if (fused_bwd) {
+      D[0] = dense_block_bwd_accumulating(be, dt, d, buf, g5, params, b, need_param_grads, grad_w, bias_sink);
+      srcs.push_back({&D[0], 0, 1.0});
+    }
+    for (int k = kConvs; k >= 1 && !fused_bwd; --k) {
       at::Tensor gk;
       if (k == kConvs) {
         gk = g5;
@@ -248,9 +312,8 @@ BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const a
       D[k] = nhwc(dk);
       if (need_param_grads) grad_w[kConvs * b + k - 1] = weight_grad_like(dwk, weight(params, b, k));
     }
-    // gradient of the block input: every conv read it, plus the block's residual path
-    std::vector<Source> srcs;
-    for (int i = 1; i <= kConvs; ++i) srcs.push_back({&D[i], 0, 1.0});
+    if (!fused_bwd)
+      for (int i = 1; i <= kConvs; ++i) srcs.push_back({&D[i], 0, 1.0});
     srcs.push_back({&gy, 0, 1.0});
     if (b > 0) {
       at::Tensor gy_prev = new_nhwc(d.N, d.nf, d.H, d.W, opts);

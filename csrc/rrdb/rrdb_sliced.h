@@ -20,6 +20,11 @@ struct Backend {
   // ATen conv + epilogue)
   virtual bool has_fused_conv(DType t) const { return false; }
   virtual bool conv_bias_lrelu(DType t, const ConvBiasActArgs& a) const { return false; }
+  // backward convs on the buffers' views (accumulating dgrad, wgrad reading the prefix), when the
+  // backend has them for dtype t; false from conv_dgrad / conv_wgrad: declined (ATen runs that one)
+  virtual bool has_fused_bwd(DType t) const { return false; }
+  virtual bool conv_dgrad(DType t, const ConvDgradArgs& a) const { return false; }
+  virtual bool conv_wgrad(DType t, const ConvWgradArgs& a) const { return false; }
 };
 
 DType dtype_code(at::ScalarType t);
