@@ -56,31 +56,40 @@ def _cutlass_source() -> Path | None:
     return Path(cutlass_library.__file__).parent / "source"
 
 
-@pytest.fixture(scope="module")
-def host_ref():
-    """ctypes handle of the host-reference library (built once per content hash)."""
-    require_extension()
+def build_host_ref(sources: dict | None = None) -> ctypes.CDLL:
+    """ctypes handle of the host-reference library, built once per content hash. `sources`: file name
+    -> text replacing that file of csrc/rrdb (mutation tests)."""
     cutlass, cuda = _cutlass_source(), _cuda_include()
     if cutlass is None or cuda is None:  # the extension's CUDA build needs both as well
         pytest.skip("needs the nvidia-cutlass headers and a CUDA toolkit's include folder (nvcc)")
-    includes = [f"-I{p}" for p in (cutlass / "include", cutlass / "tools/util/include", cuda / "cccl", cuda,
-                                   SOURCE.parent)]
+    texts = {f.name: f.read_text() for f in [SOURCE, *HEADERS]} | (sources or {})
+    includes = [f"-I{p}" for p in (cutlass / "include", cutlass / "tools/util/include", cuda / "cccl", cuda)]
     h = hashlib.sha256(" ".join(FLAGS + includes).encode())
-    for f in [SOURCE, *HEADERS, cutlass / "include/cutlass/version.h"]:
-        h.update(f.read_bytes())
+    for name, text in sorted(texts.items()):
+        h.update(name.encode() + text.encode())
+    h.update((cutlass / "include/cutlass/version.h").read_bytes())
     cache = Path(os.environ.get("GANSR_CUDASIM_CACHE", "/tmp/gansr_cudasim")) / "cutlass_host_ref"
     cache.mkdir(parents=True, exist_ok=True)
     lib = cache / f"rrdb_cutlass_host_ref_{h.hexdigest()[:16]}.so"
     if not lib.exists():
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            for name, text in texts.items():
+                Path(tmp, name).write_text(text)
             out = Path(tmp) / lib.name
-            subprocess.run(["g++", *FLAGS, *includes, str(SOURCE), "-o", str(out)], check=True)
+            subprocess.run(["g++", *FLAGS, *includes, f"-I{tmp}", str(Path(tmp, SOURCE.name)), "-o", str(out)],
+                           check=True)
             out.replace(lib)  # atomic: concurrent sessions never load a half-written file
     dll = ctypes.CDLL(str(lib))
     for f in ("fprop", "dgrad", "wgrad"):
         getattr(dll, f"rrdb_cutlass_{f}_host").restype = ctypes.c_int
         getattr(dll, f"rrdb_cutlass_{f}_host").argtypes = [ctypes.c_int, ctypes.c_void_p]
     return dll
+
+
+@pytest.fixture(scope="module")
+def host_ref():
+    require_extension()
+    return build_host_ref()
 
 
 class Calls:
@@ -335,3 +344,26 @@ def test_cutlass_backward_in_the_gpu_instantiation_is_as_accurate_as_aten(host_r
     err_a = [rel(a, r) for a, r in zip(aten, ref)]
     # weight gradients of this small image are cancellation-heavy: compare the error class on average
     assert sum(err_c) / len(err_c) <= 1.5 * sum(err_a) / len(err_a) + 0.02, (err_c, err_a)
+
+
+# wrong arguments the checks above must catch, in the header the GPU launchers use
+MUTATIONS = {
+    "dgrad overwrites instead of accumulating": ("dx, dx, 1.0, a.beta, 1.0", "dx, dx, 1.0, 0.0, 1.0"),
+    "fprop prefix read with its own channel count as pixel stride": (
+        "ref<E>(a.x, nhwc_strided(a.x_stride, a.W, a.H)),\n          ref<E>(a.w",
+        "ref<E>(a.x, nhwc_strided(a.cin, a.W, a.H)),\n          ref<E>(a.w"),
+}
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS)
+def test_injected_argument_bug_is_caught(mutation):
+    require_extension()
+    old, new = MUTATIONS[mutation]
+    header = HEADERS[0].read_text()
+    assert header.count(old) == 1, old
+    dll = build_host_ref({HEADERS[0].name: header.replace(old, new)})
+    x, params, g = _case(16, 8, (2, 3, 4), seed=40)
+    calls = Calls(dll)
+    got = _run_ops(calls.fwd, calls.bwd, x, params, g)
+    twin = _run_ops(torch.ops.gansr.rrdb_fwd, torch.ops.gansr.rrdb_bwd, x, params, g)
+    assert not all(torch.allclose(a, b, atol=1e-6, rtol=1e-6) for a, b in zip(got, twin))
