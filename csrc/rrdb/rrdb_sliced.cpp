@@ -11,6 +11,9 @@
 //             kernels and no separate bias reductions (cuDNN/ATen expose no accumulating dgrad, so
 //             the in-place accumulation of the CPU twin would cost one add kernel per conv).
 //             Weight gradients: cuDNN (tensor cores for bf16/fp16, TF32 for fp32 when enabled).
+//             With a backend that has dgrad / wgrad on the views (CUTLASS, opt-in): one gradient
+//             buffer per block, each dgrad adds in place into its prefix (beta 1), so a slice's
+//             gather has one source; wgrad reads the activation prefix (dense_block_bwd_accumulating).
 // Allocation only through PyTorch's caching allocator, no host synchronisation: CUDA-graph capturable.
 #include <ATen/record_function.h>
 #include <torch/library.h>

@@ -22,8 +22,10 @@ LeakyReLU derivative comes from the sign of the saved outputs.
     data gradient and one gather kernel per slice sums them, applies the LeakyReLU derivative and
     reduces the bias gradient (no add kernels, no separate reductions; float atomics, or per-block
     partial rows summed in a fixed order under torch.use_deterministic_algorithms). GANSR_RRDB_CUTLASS=1 opts
-    convs 1..4 of the bf16/fp16 forward into CUTLASS implicit-GEMM kernels writing the slice directly;
-    a conv CUTLASS declines at run time runs the cuDNN path and is counted (`cutlass_fallbacks`).
+    convs 1..4 of the bf16/fp16 forward into CUTLASS implicit-GEMM kernels writing the slice directly,
+    GANSR_RRDB_CUTLASS_BWD=1 the backward into CUTLASS dgrad (accumulating in place into one gradient
+    buffer per dense block) and wgrad (reading the activation prefixes); a conv CUTLASS declines at run
+    time runs through ATen (cuDNN) and is counted (`cutlass_fallbacks`).
 Parameters are cast to the activation dtype (autocast-style: bf16/fp16 activations -> bf16/fp16
 GEMMs with fp32 accumulation); their gradients come back in each parameter's own dtype. `rrdb_trunk`
 casts the parameters of all its RRDBs in one differentiable cast (`_cast_params`), not 30 per RRDB.
