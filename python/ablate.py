@@ -1,6 +1,6 @@
 """The seed's ablation tables at a stated budget: every row trained from one stage-1 model, >= 3 seeds.
 
-    python python/ablate.py                      # CPU budget, rows a-c, 3 seeds -> bench/results/ablation/
+    python python/ablate.py                      # CPU budget, tables a-e, 3 seeds -> bench/results/ablation/
     python python/ablate.py --budget full --data-train DIV2K/HR --data-val DIV2K/val_HR   # a GPU + DIV2K
 
 Rows (the seed's slides):
@@ -9,6 +9,8 @@ Rows (the seed's slides):
   (c) spectral discrepancy: RaGAN / WGAN-GP / RaGP x {none, FFT 0.3, spectral}
   (d) perceptual: VGG / LPIPS / DISTS -- run only with pretrained backbones (reported as "needs pretrained
       weights" otherwise: random-backbone perceptual metrics are never reported)
+  (e) the FFT loss's two forms: magnitude difference || |F(SR)| - |F(HR)| || vs the complex difference
+      ||F(SR) - F(HR)|| (the seed's literal formula)
 A row shared by several tables (e.g. RaGP + none) is trained once. Every row starts from the same stage-1
 (L1) generator and differs from the others only in its adversarial / frequency / perceptual terms.
 
@@ -74,6 +76,8 @@ ROWS: dict[str, list[str]] = {
     "ragp+fft0.3": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 1.0}}", _FFT3],
     "ragp+fft0.5": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 1.0}}", _FFT5],
     "ragp+spectral": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 1.0}}", _SPEC],
+    "ragp+fft0.3-complex": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 1.0}}",
+                            "losses.frequency={type: fft, weight: 0.3, args: {mode: complex}}"],
     "ragan+fft0.3": ["losses.gan={type: ragan, weight: 5.0e-3}", _FFT3],
     "ragan+spectral": ["losses.gan={type: ragan, weight: 5.0e-3}", _SPEC],
     "wgan-gp": ["losses.gan={type: wgan-gp, weight: 5.0e-3, args: {lam: 10.0}}", _NONE],
@@ -90,6 +94,7 @@ TABLES = {
           ["ragan", "ragan+fft0.3", "ragan+spectral", "wgan-gp", "wgan-gp+fft0.3", "wgan-gp+spectral",
            "ragp", "ragp+fft0.3", "ragp+spectral"]),
     "d": ("Perceptual loss (RaGP + FFT 0.3)", ["perceptual-vgg", "perceptual-lpips", "perceptual-dists"]),
+    "e": ("FFT loss: magnitude vs complex spectrum difference (RaGP + FFT 0.3)", ["ragp+fft0.3", "ragp+fft0.3-complex"]),
 }
 METRICS = ("psnr", "ssim", "niqe", "brisque", "lpips", "spectral_abs", "spectral_durall", "d_loss", "d_gap")
 
@@ -316,7 +321,7 @@ def _commit() -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
-    p.add_argument("--tables", default="a,b,c,d", help="which tables (comma-separated from a, b, c, d)")
+    p.add_argument("--tables", default="a,b,c,d,e", help="which tables (comma-separated from a, b, c, d, e)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--tile", type=int, default=96, help="tile size (HR pixels) for the per-tile metrics")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
