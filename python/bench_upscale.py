@@ -144,7 +144,8 @@ def main(argv=None) -> int:
     title = f"Real-ESRGAN x4plus, one {args.size}x{args.size} image on the CPU: project vs ONNX Runtime vs ncnn"
     write_results(args.out, title, meta, results,
                   ["method", "s/image", "vs fp32", "max diff", "PSNR vs fp32 dB", "note"])
-    busy = max(load_before, load_after) > 0.5 * cores
+    # judged before the run: the load after it includes this benchmark's own threads
+    busy = load_before > 0.5 * cores
     note = (f"\nload average (1 min) before/after: {load_before:.2f} / {load_after:.2f} on {cores} cores; native "
             f"bf16: {meta['native_bf16']}; medians of {args.iters} runs after {args.warmup} warm-up"
             + (". **The machine was busy (other processes): OpenMP spin-waiting makes these times 10-20x off "
