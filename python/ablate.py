@@ -59,6 +59,7 @@ class Budget:
 BUDGETS = {
     "smoke": Budget(20, 6, 2, 32, 16, 1, 8, 8),  # the test's budget: checks the runner, not the method
     "cpu": Budget(1000, 120, 4, 48, 32, 2, 16, 16),  # ~1 hour on 2 busy cores for tables a-c x 3 seeds
+    "cpu-400": Budget(1000, 400, 4, 48, 32, 2, 16, 16),  # `cpu` with rows 3.3x longer: RaGP's D needs them
     "cpu-long": Budget(4000, 400, 6, 64, 32, 2, 16, 16),  # the demo's sizes
     "full": Budget(400_000, 400_000, 16, 128, 64, 23, 32, 64),
 }
