@@ -6,7 +6,19 @@ import torch
 # 2-core CI machine: keep intra-op threads at the core count
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+_NO_CUDA = "no CUDA GPU on this machine"
+# Skips without a GPU; every test carrying it also gets the `cuda` marker (hook below), so GPU runs
+# select them with `-m cuda` (or `-k cuda`: marker names are keywords too).
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason=_NO_CUDA)
+CUDA = [pytest.mark.cuda, requires_cuda]
+# One test body per property, run on each device (torchvision's test_ops.py): ids `[cpu]`, `[cuda]`.
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if any(m.kwargs.get("reason") == _NO_CUDA for m in item.iter_markers("skipif")):
+            item.add_marker(pytest.mark.cuda)
 
 
 @pytest.fixture
