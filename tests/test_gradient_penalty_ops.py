@@ -3,12 +3,31 @@
 import pytest
 import torch
 
-from conftest import requires_cuda
+from conftest import CUDA, DEVICES
 from gansr_ext.ops.gradient_penalty import (KIND_CODES, gp_interpolate, gp_interpolate_reference, gp_penalty,
                                             gp_penalty_reference)
 
 KINDS = list(KIND_CODES)
-SHAPES = [(3, 2, 4, 5), (1, 3, 2, 2), (4, 7), (2, 1, 3, 1, 2)]
+SHAPES = [(3, 2, 4, 5), (1, 3, 2, 2), (4, 7), (2, 1, 3, 1, 2), (16, 3, 64, 64)]
+f64, f32, bf16, f16 = torch.float64, torch.float32, torch.bfloat16, torch.float16
+
+# (device, dtype) -> kernel vs reference: the penalty against the fp64 reference, its gradient against the
+# reference in the input dtype; (rtol, atol) each
+TOL = {("cpu", f64): dict(penalty=(1e-12, 1e-12), grad=(1e-10, 1e-12)),
+       ("cpu", f32): dict(penalty=(1e-5, 1e-5), grad=(1e-5, 1e-6)),
+       ("cuda", f32): dict(penalty=(1e-5, 1e-5), grad=(1e-5, 1e-6))}
+# low-precision inputs (the penalty computes in fp32): rtol = atol for the penalty, its gradient, the interpolation
+LOW_TOL = {("cpu", f32): dict(penalty=1e-5, grad=1e-6, interp=1e-6),
+           ("cpu", bf16): dict(penalty=1e-5, grad=1e-2, interp=1e-2),
+           ("cpu", f16): dict(penalty=1e-5, grad=1e-3, interp=1e-3),
+           ("cuda", bf16): dict(penalty=1e-4, grad=1e-2, interp=1e-2),
+           ("cuda", f16): dict(penalty=1e-4, grad=1e-2, interp=1e-2)}
+INTERP_TOL = {("cpu", f64): 1e-15, ("cpu", f32): 1e-6, ("cuda", f64): 1e-15, ("cuda", f32): 1e-6}
+
+
+def _device_dtype(table):
+    """The (device, dtype) pairs of a tolerance table as parameters; CUDA ones carry the cuda marks."""
+    return [pytest.param(d, t, marks=CUDA if d == "cuda" else (), id=f"{d}-{str(t)[6:]}") for d, t in table]
 
 
 def _grad_like(shape, dtype=torch.float64, device="cpu"):
@@ -19,18 +38,20 @@ def _grad_like(shape, dtype=torch.float64, device="cpu"):
     return (g * scales.view(-1, *([1] * (g.dim() - 1)))).requires_grad_(True)
 
 
+@pytest.mark.parametrize("device,dtype", _device_dtype(TOL))
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("kind", KINDS)
-def test_cpu_penalty_equals_reference_fp64(shape, kind, fresh_seed, poison):
-    g = _grad_like(shape)
+def test_penalty_equals_reference(device, dtype, shape, kind, fresh_seed, poison):
+    tol = TOL[device, dtype]
+    g = _grad_like(shape, dtype=dtype, device=device)
     a = gp_penalty(g, kind, 2.5, fused=True)
-    b = gp_penalty_reference(g, kind, 2.5)
-    assert a.shape == () and a.dtype == torch.float64
-    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert a.shape == () and a.dtype == dtype
+    exact = gp_penalty_reference(g.detach().double(), kind, 2.5)
+    torch.testing.assert_close(a.double(), exact, rtol=tol["penalty"][0], atol=tol["penalty"][1])
     (ga,) = torch.autograd.grad(a, g)
-    (gb,) = torch.autograd.grad(b, g)
+    (gb,) = torch.autograd.grad(gp_penalty_reference(g, kind, 2.5), g)
     assert torch.isfinite(ga).all()
-    torch.testing.assert_close(ga, gb, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ga, gb, rtol=tol["grad"][0], atol=tol["grad"][1])
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -43,9 +64,10 @@ def test_penalty_closed_form(kind):
     torch.testing.assert_close(gp_penalty(g, kind, 3.0, fused=True), expect)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", KINDS)
-def test_gradcheck_and_gradgradcheck(kind):
-    g = _grad_like((3, 2, 3, 2))
+def test_gradcheck_and_gradgradcheck(device, kind):
+    g = _grad_like((3, 2, 3, 2), device=device)
     fn = lambda x: gp_penalty(x, kind, 1.7, fused=True)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (g,))
     assert torch.autograd.gradgradcheck(fn, (g,))
@@ -94,43 +116,48 @@ def test_nan_in_gives_nan_out(kind, norm_scale):
     torch.testing.assert_close(ga, gb, equal_nan=True)
 
 
+@pytest.mark.parametrize("device,dtype", _device_dtype(INTERP_TOL))
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_cpu_interpolate_equals_reference(channels_last, fresh_seed, poison):
-    real = torch.randn(3, 2, 4, 5, dtype=torch.float64, requires_grad=True)
-    fake = torch.randn(3, 2, 4, 5, dtype=torch.float64, requires_grad=True)
-    eps = torch.rand(3, dtype=torch.float64, requires_grad=True)
+def test_interpolate_equals_reference(device, dtype, channels_last, fresh_seed, poison):
+    tol = INTERP_TOL[device, dtype]
+    real, fake = (torch.randn(3, 2, 4, 5, dtype=dtype, device=device, requires_grad=True) for _ in range(2))
+    eps = torch.rand(3, dtype=dtype, device=device, requires_grad=True)
     x = gp_interpolate(real, fake, eps, channels_last, fused=True)
     assert x.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     e = eps.detach().view(-1, 1, 1, 1)
-    torch.testing.assert_close(x, e * real.detach() + (1 - e) * fake.detach(), rtol=1e-15, atol=1e-15)
-    assert torch.autograd.gradcheck(lambda a, b, c: gp_interpolate(a, b, c, channels_last, fused=True),
-                                    (real, fake, eps))
-    assert torch.autograd.gradgradcheck(lambda a, b, c: gp_interpolate(a, b, c, channels_last, fused=True),
-                                        (real, fake, eps))
+    torch.testing.assert_close(x, e * real.detach() + (1 - e) * fake.detach(), rtol=tol, atol=tol)
+    if dtype == torch.float64:  # gradcheck's finite differences need fp64
+        fn = lambda a, b, c: gp_interpolate(a, b, c, channels_last, fused=True)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (real, fake, eps))
+        assert torch.autograd.gradgradcheck(fn, (real, fake, eps))
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.bfloat16, 1e-2), (torch.float16, 1e-3)])
-def test_cpu_low_precision_inputs(dtype, tol):
+@pytest.mark.parametrize("device,dtype", _device_dtype(LOW_TOL))
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_low_precision_inputs(device, dtype, channels_last, poison):
+    tol = LOW_TOL[device, dtype]
     torch.manual_seed(3)
-    real, fake = torch.randn(2, 3, 6, 6).to(dtype), torch.randn(2, 3, 6, 6).to(dtype)
-    eps = torch.rand(2)
-    x = gp_interpolate(real, fake, eps, fused=True)
+    real, fake = (torch.randn(4, 3, 8, 8, device=device).to(dtype) for _ in range(2))
+    eps = torch.rand(4, device=device)
+    x = gp_interpolate(real, fake, eps, channels_last, fused=True)
     assert x.dtype == dtype
-    torch.testing.assert_close(x, gp_interpolate_reference(real, fake, eps), rtol=tol, atol=tol)
-    g = _grad_like((2, 3, 6, 6), dtype=dtype)
+    torch.testing.assert_close(x, gp_interpolate_reference(real, fake, eps, channels_last),
+                               rtol=tol["interp"], atol=tol["interp"])
+    g = _grad_like((4, 3, 32, 32), dtype=dtype, device=device)
     for kind in KINDS:
         a = gp_penalty(g, kind, 10.0, fused=True)
         b = gp_penalty_reference(g, kind, 10.0)
         assert a.dtype == torch.float32
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(a, b, rtol=tol["penalty"], atol=tol["penalty"])
         (ga,) = torch.autograd.grad(a, g)
         (gb,) = torch.autograd.grad(b, g)
         assert ga.dtype == dtype
-        torch.testing.assert_close(ga, gb, rtol=tol, atol=tol)
+        torch.testing.assert_close(ga, gb, rtol=tol["grad"], atol=tol["grad"])
 
 
-def test_layouts_channels_last_and_strided():
-    base = _grad_like((2, 3, 4, 5)).detach()
+@pytest.mark.parametrize("device", DEVICES)
+def test_layouts_channels_last_and_strided(device):
+    base = _grad_like((2, 3, 4, 5), device=device).detach()
     n_ref = gp_penalty_reference(base, "wgan-gp")
     (d_ref,) = torch.autograd.grad(gp_penalty_reference(base.requires_grad_(True), "wgan-gp"), base)
     for g in (base.detach().contiguous(memory_format=torch.channels_last),
@@ -140,24 +167,27 @@ def test_layouts_channels_last_and_strided():
         torch.testing.assert_close(a, n_ref)
         (d,) = torch.autograd.grad(a, g)
         torch.testing.assert_close(d, d_ref)
+        if g.is_contiguous(memory_format=torch.channels_last):
+            assert d.is_contiguous(memory_format=torch.channels_last)
     cl = base.detach().contiguous(memory_format=torch.channels_last)
     n = torch.linalg.vector_norm(cl.flatten(1), dim=1)
-    out = torch.ops.gansr.gp_penalty_bwd(torch.tensor(1.0, dtype=torch.float64), None, cl, n, 0, 1.0)
+    out = torch.ops.gansr.gp_penalty_bwd(torch.tensor(1.0, dtype=torch.float64, device=device), None, cl, n, 0, 1.0)
     assert out.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_opcheck():
-    gp_penalty(torch.randn(2, 3), fused=True)  # registers fake/autograd kernels
-    g = _grad_like((3, 2, 4, 5))
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    g = _grad_like((3, 2, 4, 5), device=device)
     for kind in KIND_CODES.values():
         torch.library.opcheck(torch.ops.gansr.gp_penalty_fwd.default, (g, kind, 2.5))
     n = torch.linalg.vector_norm(g.detach().flatten(1), dim=1).requires_grad_(True)
-    gl = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    gl = torch.tensor(1.5, dtype=torch.float64, device=device, requires_grad=True)
     torch.library.opcheck(torch.ops.gansr.gp_penalty_bwd.default,
-                          (gl, torch.randn(3, dtype=torch.float64, requires_grad=True), g, n, 0, 2.5))
+                          (gl, torch.randn(3, dtype=torch.float64, device=device, requires_grad=True), g, n, 0, 2.5))
     torch.library.opcheck(torch.ops.gansr.gp_penalty_bwd.default,
                           (gl.detach(), None, g.detach().contiguous(memory_format=torch.channels_last), n.detach(), 1, 2.5))
-    r, f, e = torch.randn(3, 2, 4, 5, requires_grad=True), torch.randn(3, 2, 4, 5), torch.rand(3)
+    r, f, e = (torch.randn(3, 2, 4, 5, device=device, requires_grad=True), torch.randn(3, 2, 4, 5, device=device),
+               torch.rand(3, device=device))
     torch.library.opcheck(torch.ops.gansr.gp_interpolate.default, (r, f, e, True))
     torch.library.opcheck(torch.ops.gansr.gp_interpolate.default, (r.detach().bfloat16(), f.bfloat16(), e, False))
 
@@ -188,77 +218,11 @@ def test_bad_inputs_give_clear_errors():
         torch.ops.gansr.gp_penalty_bwd(torch.tensor(1.0), None, g, torch.ones(3), 0, 1.0)
 
 
-def test_forward_is_deterministic():
-    g = _grad_like((4, 3, 16, 16), dtype=torch.float32).detach()
+@pytest.mark.parametrize("device", DEVICES)
+def test_forward_is_deterministic(device):
+    g = _grad_like((16, 3, 128, 128), dtype=torch.float32, device=device).detach()
     a = [gp_penalty(g, "wgan-gp", fused=True) for _ in range(3)]
     assert all(torch.equal(a[0], x) for x in a)
-
-
-# ---- CUDA (same properties as the CPU tests above) ------------------------------------------------------
-
-@requires_cuda
-@pytest.mark.parametrize("shape", [(3, 2, 4, 5), (16, 3, 64, 64), (2, 7)])
-@pytest.mark.parametrize("kind", KINDS)
-def test_cuda_penalty_equals_reference_fp32(shape, kind, fresh_seed, poison):
-    g = _grad_like(shape, dtype=torch.float32, device="cuda")
-    a = gp_penalty(g, kind, 10.0, fused=True)
-    b = gp_penalty_reference(g.detach().cpu().double().requires_grad_(True), kind, 10.0)
-    torch.testing.assert_close(a.cpu().double(), b.detach(), rtol=1e-5, atol=1e-5)
-    (ga,) = torch.autograd.grad(a, g)
-    (gb,) = torch.autograd.grad(gp_penalty_reference(g, kind, 10.0), g)
-    torch.testing.assert_close(ga, gb, rtol=1e-5, atol=1e-6)
-
-
-@requires_cuda
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_cuda_low_precision(dtype, poison):
-    g = _grad_like((4, 3, 32, 32), dtype=dtype, device="cuda")
-    for kind in KINDS:
-        a = gp_penalty(g, kind, 10.0, fused=True)
-        b = gp_penalty_reference(g, kind, 10.0)
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-        (ga,) = torch.autograd.grad(a, g)
-        (gb,) = torch.autograd.grad(b, g)
-        torch.testing.assert_close(ga, gb, rtol=1e-2, atol=1e-2)
-    real, fake = torch.randn(4, 3, 8, 8, device="cuda").to(dtype), torch.randn(4, 3, 8, 8, device="cuda").to(dtype)
-    eps = torch.rand(4, device="cuda")
-    torch.testing.assert_close(gp_interpolate(real, fake, eps, True, fused=True),
-                               gp_interpolate_reference(real, fake, eps, True), rtol=1e-2, atol=1e-2)
-
-
-@requires_cuda
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_cuda_interpolate_and_layouts(channels_last, poison):
-    real, fake = torch.randn(3, 2, 5, 6, device="cuda"), torch.randn(3, 2, 5, 6, device="cuda")
-    eps = torch.rand(3, device="cuda")
-    x = gp_interpolate(real, fake, eps, channels_last, fused=True)
-    assert x.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    torch.testing.assert_close(x, gp_interpolate_reference(real, fake, eps), rtol=1e-6, atol=1e-6)
-    g = _grad_like((3, 2, 5, 6), dtype=torch.float32, device="cuda").detach()
-    if channels_last:
-        g = g.contiguous(memory_format=torch.channels_last)
-    g.requires_grad_(True)
-    (d,) = torch.autograd.grad(gp_penalty(g, "wgan-gp", fused=True), g)
-    assert d.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-
-
-@requires_cuda
-def test_cuda_gradgradcheck_fp64_and_determinism():
-    g = _grad_like((3, 2, 3, 2), device="cuda")
-    assert torch.autograd.gradgradcheck(lambda x: gp_penalty(x, "wgan-gp", 1.7, fused=True), (g,))
-    h = _grad_like((16, 3, 128, 128), dtype=torch.float32, device="cuda").detach()
-    a = [gp_penalty(h, "wgan-gp", fused=True) for _ in range(3)]
-    assert all(torch.equal(a[0], x) for x in a)
-
-
-@requires_cuda
-def test_cuda_opcheck():
-    gp_penalty(torch.randn(2, 3), fused=True)
-    g = _grad_like((3, 2, 4, 5), dtype=torch.float32, device="cuda")
-    torch.library.opcheck(torch.ops.gansr.gp_penalty_fwd.default, (g, 0, 2.5))
-    r, f, e = (torch.randn(3, 2, 4, 5, device="cuda", requires_grad=True), torch.randn(3, 2, 4, 5, device="cuda"),
-               torch.rand(3, device="cuda"))
-    torch.library.opcheck(torch.ops.gansr.gp_interpolate.default, (r, f, e, True))
 
 
 # ---- the CUDA kernels, executed on the CPU (tests/cuda_on_cpu) ------------------------------------------
