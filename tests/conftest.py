@@ -15,6 +15,11 @@ CUDA = [pytest.mark.cuda, requires_cuda]
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
 
 
+def device_dtype_params(table):
+    """The (device, dtype) keys of a tolerance table as parameters `[cpu-float64]`, `[cuda-float32]`..."""
+    return [pytest.param(d, t, marks=CUDA if d == "cuda" else (), id=f"{d}-{str(t)[6:]}") for d, t in table]
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if any(m.kwargs.get("reason") == _NO_CUDA for m in item.iter_markers("skipif")):

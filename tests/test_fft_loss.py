@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from conftest import CUDA, DEVICES, requires_cuda
+from conftest import CUDA, DEVICES, device_dtype_params, requires_cuda
 from gansr_ext.ops import fft_loss, fft_loss_reference
 
 SHAPES = [(2, 3, 8, 8), (1, 3, 7, 5), (3, 1, 6, 9), (2, 2, 5, 2), (1, 1, 2, 3)]
@@ -29,10 +29,6 @@ LOW_TOL = {  # low-precision inputs: loss (rtol, atol), gradients (rtol, atol)
 }
 
 
-def _device_dtype(table):
-    """The (device, dtype) pairs of a tolerance table as parameters; CUDA ones carry the cuda marks."""
-    return [pytest.param(d, t, marks=CUDA if d == "cuda" else (), id=f"{d}-{str(t)[6:]}") for d, t in table]
-
 
 def _pair(shape, dtype=torch.float64, device="cpu", grad=True):
     sr = torch.randn(shape, dtype=dtype, device=device).requires_grad_(grad)
@@ -46,7 +42,7 @@ def _loss_and_grads(fn, sr, hr, **kw):
     return loss, g
 
 
-@pytest.mark.parametrize("device,dtype", _device_dtype(TOL))
+@pytest.mark.parametrize("device,dtype", device_dtype_params(TOL))
 @pytest.mark.parametrize("shape", SHAPES + [(16, 3, 128, 128)])
 @pytest.mark.parametrize("p,mode", VARIANTS)
 def test_kernel_equals_reference(device, dtype, shape, p, mode, fresh_seed, poison):
@@ -230,7 +226,7 @@ def test_non_contiguous_inputs(layout):
     torch.testing.assert_close(gf, gr)
 
 
-@pytest.mark.parametrize("device,dtype", _device_dtype(LOW_TOL))
+@pytest.mark.parametrize("device,dtype", device_dtype_params(LOW_TOL))
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_low_precision_inputs_compute_in_fp32(device, dtype, channels_last, fresh_seed):
     tol = LOW_TOL[device, dtype]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import CUDA, DEVICES
+from conftest import DEVICES, device_dtype_params
 from gansr_ext.ops.gradient_penalty import (KIND_CODES, gp_interpolate, gp_interpolate_reference, gp_penalty,
                                             gp_penalty_reference)
 
@@ -25,10 +25,6 @@ LOW_TOL = {("cpu", f32): dict(penalty=1e-5, grad=1e-6, interp=1e-6),
 INTERP_TOL = {("cpu", f64): 1e-15, ("cpu", f32): 1e-6, ("cuda", f64): 1e-15, ("cuda", f32): 1e-6}
 
 
-def _device_dtype(table):
-    """The (device, dtype) pairs of a tolerance table as parameters; CUDA ones carry the cuda marks."""
-    return [pytest.param(d, t, marks=CUDA if d == "cuda" else (), id=f"{d}-{str(t)[6:]}") for d, t in table]
-
 
 def _grad_like(shape, dtype=torch.float64, device="cpu"):
     # per-sample norms spread around 1 so every branch of f (n < 1, n > 1) is exercised
@@ -38,7 +34,7 @@ def _grad_like(shape, dtype=torch.float64, device="cpu"):
     return (g * scales.view(-1, *([1] * (g.dim() - 1)))).requires_grad_(True)
 
 
-@pytest.mark.parametrize("device,dtype", _device_dtype(TOL))
+@pytest.mark.parametrize("device,dtype", device_dtype_params(TOL))
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("kind", KINDS)
 def test_penalty_equals_reference(device, dtype, shape, kind, fresh_seed, poison):
@@ -116,7 +112,7 @@ def test_nan_in_gives_nan_out(kind, norm_scale):
     torch.testing.assert_close(ga, gb, equal_nan=True)
 
 
-@pytest.mark.parametrize("device,dtype", _device_dtype(INTERP_TOL))
+@pytest.mark.parametrize("device,dtype", device_dtype_params(INTERP_TOL))
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_interpolate_equals_reference(device, dtype, channels_last, fresh_seed, poison):
     tol = INTERP_TOL[device, dtype]
@@ -132,7 +128,7 @@ def test_interpolate_equals_reference(device, dtype, channels_last, fresh_seed, 
         assert torch.autograd.gradgradcheck(fn, (real, fake, eps))
 
 
-@pytest.mark.parametrize("device,dtype", _device_dtype(LOW_TOL))
+@pytest.mark.parametrize("device,dtype", device_dtype_params(LOW_TOL))
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_low_precision_inputs(device, dtype, channels_last, poison):
     tol = LOW_TOL[device, dtype]
