@@ -81,17 +81,22 @@ def _lpips_available() -> tuple[bool, str]:
     return True, ""
 
 
-def _overrides(args, device: str, budget: Budget, run_root: Path, pretrained: bool) -> list[str]:
+def as_overrides(values: dict) -> list[str]:
+    """{"a.b": value} -> ["a.b=value"] for `load_config` (values written as JSON, which YAML reads back
+    unchanged: no hand-written YAML)."""
+    return [f"{key}={json.dumps(str(v) if isinstance(v, Path) else v)}" for key, v in values.items()]
+
+
+def _common(args, device: str, budget: Budget, run_root: Path, pretrained: bool) -> dict:
     b = budget
-    return [
-        f"output_dir={run_root}", f"device={device}", f"seed={args.seed}", f"train.fused={args.fused}",
-        f"model.generator.nf={b.nf}", f"model.generator.nb={b.nb}", f"model.generator.gc={b.gc}",
-        "data.train.type=samples", "data.val.type=samples", f"data.crop={b.crop}", f"data.batch_size={b.batch}",
-        f"data.num_workers={4 if device == 'cuda' else 0}", "val.every=0", "val.metrics=[psnr, ssim]",
-        "val.best_metric=psnr",
-        "val.save_images=3", "checkpoint.keep_last=1", "log.every=5",
-        f"losses.perceptual.args.pretrained={str(pretrained).lower()}",
-    ]
+    return {
+        "output_dir": run_root, "device": device, "seed": args.seed, "train.fused": args.fused,
+        "model.generator.nf": b.nf, "model.generator.nb": b.nb, "model.generator.gc": b.gc,
+        "data.train.type": "samples", "data.val.type": "samples", "data.crop": b.crop, "data.batch_size": b.batch,
+        "data.num_workers": 4 if device == "cuda" else 0, "val.every": 0, "val.metrics": ["psnr", "ssim"],
+        "val.best_metric": "psnr", "val.save_images": 3, "checkpoint.keep_last": 1, "log.every": 5,
+        "losses.perceptual.args.pretrained": pretrained,
+    }
 
 
 def _train_stages(args, device: str, budget: Budget, out: Path, pretrained: bool, log) -> dict:
@@ -104,18 +109,18 @@ def _train_stages(args, device: str, budget: Budget, out: Path, pretrained: bool
     runs = out / "runs"
     for stage in ("stage1_psnr", "stage2_gan"):  # the demo's own runs: start them afresh
         shutil.rmtree(runs / stage, ignore_errors=True)
-    common = _overrides(args, device, budget, runs, pretrained)
-    cfg1 = load_config("esrgan_psnr", common + [
-        "name=stage1_psnr", f"train.total_iters={it1}", f"checkpoint.every={it1}", "optim.g.lr=5e-4",
-        "scheduler.type=cosine", "scheduler.eta_min=1.0e-6"])
+    common = _common(args, device, budget, runs, pretrained)
+    cfg1 = load_config("esrgan_psnr", as_overrides({
+        **common, "name": "stage1_psnr", "train.total_iters": it1, "checkpoint.every": it1, "optim.g.lr": 5e-4,
+        "scheduler.type": "cosine", "scheduler.eta_min": 1.0e-6}))
     t0 = time.perf_counter()
     s1 = Trainer(cfg1).train()
     g1 = Path(s1["generator"])
     log(f"stage 1 (L1) done: {it1} iterations in {s1['seconds']:.0f} s")
-    cfg2 = load_config("final", common + [
-        "name=stage2_gan", f"train.total_iters={it2}", f"checkpoint.every={it2}", f"model.pretrained_g={g1}",
-        "model.discriminator.type=unet", f"model.discriminator.args={{nf: {budget.d_nf}}}",
-        f"scheduler.milestones=[{max(1, it2 * 3 // 4)}]"])
+    cfg2 = load_config("final", as_overrides({
+        **common, "name": "stage2_gan", "train.total_iters": it2, "checkpoint.every": it2, "model.pretrained_g": g1,
+        "model.discriminator.type": "unet", "model.discriminator.args": {"nf": budget.d_nf},
+        "scheduler.milestones": [max(1, it2 * 3 // 4)]}))
     s2 = Trainer(cfg2).train()
     log(f"stage 2 (GAN: L1 + LPIPS + RaGP + FFT) done: {it2} iterations in {s2['seconds']:.0f} s")
     return {"stage1": s1, "stage2": s2, "cfg1": cfg1, "cfg2": cfg2, "seconds": time.perf_counter() - t0,
