@@ -148,6 +148,33 @@ def _subset_size(subset, B: int) -> int:
     raise TypeError(f"gradient_penalty: subset must be None, an int or a float, got {type(subset).__name__}")
 
 
+def _check_lazy(lazy_interval, step) -> None:
+    if isinstance(lazy_interval, bool) or not isinstance(lazy_interval, int) or lazy_interval < 1:
+        raise ValueError(f"gradient_penalty: lazy_interval must be an int >= 1, got {lazy_interval!r}")
+    if lazy_interval > 1 and step is None:
+        raise ValueError("gradient_penalty: lazy_interval > 1 needs the training step (step=...)")
+
+
+def _penalty_points(real, fake, kind, eps, generator, subset, channels_last, fused) -> torch.Tensor:
+    """xhat, the (first n samples of the) points D's input gradient is taken at, requiring grad: the real
+    images for R1, else eps real + (1 - eps) fake."""
+    from ..ops.gradient_penalty import gp_interpolate
+
+    n = _subset_size(subset, real.shape[0])
+    real = real.detach()[:n]
+    if kind == "r1":
+        xhat = real.contiguous(memory_format=torch.channels_last) if channels_last else real
+        return xhat.detach().requires_grad_(True)
+    fake = fake.detach()[:n]
+    if eps is None:
+        eps = draw_eps(n, real, generator)
+    elif subset is not None and eps.shape[:1] != (n,):
+        eps = eps[:n]
+    _check_eps(eps, n)
+    eps = eps.to(real.device)
+    return gp_interpolate(real, fake, eps, channels_last=channels_last, fused=fused).requires_grad_(True)
+
+
 def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor | None = None,
                      lam: float = 10.0, kind: str = "wgan-gp", *, eps: torch.Tensor | None = None,
                      generator: torch.Generator | None = None, fused: Fused = None, step: int | None = None,
@@ -179,39 +206,19 @@ def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
     """
     _check(D, real, fake, lam, kind)
     fused_mode(fused)  # checked on the lazy steps that compute nothing too
-    if isinstance(lazy_interval, bool) or not isinstance(lazy_interval, int) or lazy_interval < 1:
-        raise ValueError(f"gradient_penalty: lazy_interval must be an int >= 1, got {lazy_interval!r}")
-    if lazy_interval > 1:
-        if step is None:
-            raise ValueError("gradient_penalty: lazy_interval > 1 needs the training step (step=...)")
-        if not lazy_due(step, lazy_interval):
-            return torch.zeros((), dtype=compute_dtype(real.dtype), device=real.device)
+    _check_lazy(lazy_interval, step)
+    if lazy_interval > 1 and not lazy_due(step, lazy_interval):
+        return torch.zeros((), dtype=compute_dtype(real.dtype), device=real.device)
     if autocast_dtype is not None and autocast_dtype not in (torch.bfloat16, torch.float16):
         raise ValueError(f"gradient_penalty: autocast_dtype must be None, torch.bfloat16 or torch.float16, "
                          f"got {autocast_dtype}")
     if channels_last and real.dim() != 4:
         raise ValueError(f"gradient_penalty: channels_last needs 4-D (B, C, H, W) inputs, got {tuple(real.shape)}")
 
-    from ..ops.gradient_penalty import gp_interpolate, gp_penalty
+    from ..ops.gradient_penalty import gp_penalty
 
-    n = _subset_size(subset, real.shape[0])
-    real = real.detach()[:n]
-    if kind != "r1":
-        fake = fake.detach()[:n]
-        if eps is None:
-            eps = draw_eps(n, real, generator)
-        elif subset is not None and eps.shape[:1] != (n,):
-            eps = eps[:n]
-        _check_eps(eps, n)
-        eps = eps.to(real.device)
+    xhat = _penalty_points(real, fake, kind, eps, generator, subset, channels_last, fused)
     weight = float(lam) * lazy_interval * (0.5 if kind == "r1" else 1.0)
-
-    if kind == "r1":
-        xhat = real.contiguous(memory_format=torch.channels_last) if channels_last else real
-        xhat = xhat.detach().requires_grad_(True)
-    else:
-        xhat = gp_interpolate(real, fake, eps, channels_last=channels_last, fused=fused).requires_grad_(True)
-
     ctx = torch.autocast(real.device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     with ctx:
         out = D(xhat)
