@@ -179,6 +179,14 @@ def resolve_train_fused(mode: str, device: torch.device) -> bool:
                           f"({e}; run `make build`, or set train.fused=auto/off)") from None
 
 
+def resolve_cuda_graph(mode: str, device: torch.device) -> bool:
+    """`train.cuda_graph`: on needs a CUDA device; auto is off (see train/README.md)."""
+    if mode == "on" and device.type != "cuda":
+        raise ConfigError(f"train.cuda_graph=on needs a CUDA device, but the run's device is {device.type} "
+                          "(set train.cuda_graph=off or auto)")
+    return mode == "on"
+
+
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
     if mode == "auto":
         return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
@@ -220,6 +228,7 @@ def build_parts(cfg: dict, device: torch.device, world: int, *, resume: bool = F
     notes: list[str] = []
     amp_dtype = resolve_amp(tcfg["amp"], device)
     fused = resolve_train_fused(tcfg["fused"], device)
+    cuda_graph = resolve_cuda_graph(tcfg["cuda_graph"], device)
     cl = device.type == "cuda" if tcfg["channels_last"] == "auto" else tcfg["channels_last"]
     mem_format = torch.channels_last if cl else torch.contiguous_format
     G = generator if generator is not None else build_generator(cfg)
@@ -228,7 +237,10 @@ def build_parts(cfg: dict, device: torch.device, world: int, *, resume: bool = F
 
         G.load_state_dict(load_generator(cfg["model"]["pretrained_g"]).state_dict())
     _set_fused(G, fused, tcfg["fused"], notes)
-    G = dist_utils.wrap_ddp(G.to(device, memory_format=mem_format), device, world)  # broadcasts rank 0's weights
+    G = G.to(device, memory_format=mem_format)
+    if cuda_graph:  # before DDP wraps G; DDP's broadcast then writes into the captured parameters
+        _graph_generator(G, cfg, device, mem_format, amp_dtype, notes)
+    G = dist_utils.wrap_ddp(G, device, world)  # broadcasts rank 0's weights
     ema = EMA(dist_utils.unwrap(G), tcfg["ema_decay"]) if tcfg["ema_decay"] > 0 else None
     D, sync_bn = _build_d(cfg, discriminator, device, world, mem_format, notes) if gan else (None, False)
     losses = losses if losses is not None else build_generator_losses(cfg, fused, amp_dtype, cl)
@@ -253,6 +265,18 @@ def build_parts(cfg: dict, device: torch.device, world: int, *, resume: bool = F
         scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), losses=losses,
         gan_loss=losses.gan_loss, train_set=train_set, val_set=val_set, fused=fused, amp_dtype=amp_dtype,
         mem_format=mem_format, notes=notes)
+
+
+def _graph_generator(G: nn.Module, cfg: dict, device: torch.device, mem_format, amp_dtype, notes: list[str]) -> None:
+    """G's training forward+backward as a CUDA graph for the loader's batches: (data.batch_size, C,
+    crop/scale, crop/scale), the loader dropping the last partial batch (`graphed.graph_generator`)."""
+    from .graphed import graph_generator
+
+    g = cfg["model"]["generator"]
+    lr_size = cfg["data"]["crop"] // g["scale"]
+    sample = torch.zeros(cfg["data"]["batch_size"], g["in_ch"], lr_size, lr_size, device=device)
+    graph_generator(G, sample.contiguous(memory_format=mem_format), amp_dtype)
+    notes.append(f"generator forward+backward CUDA-graphed for LR batches {list(sample.shape)}")
 
 
 def _set_fused(G: nn.Module, fused: bool, mode: str, notes: list[str]) -> None:

@@ -60,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
         "amp": "auto",  # auto (bf16 on CUDA, off on CPU) | off | bf16 | fp16
         "channels_last": "auto",  # auto (on CUDA; on CPU it slows convolutions down) | true | false
         "fused": "auto",  # auto (fused ops where compiled) | on | off: all fused ops at once
+        # on: G's forward+backward replayed as one CUDA graph (train/graphed.py; CUDA only, every LR batch
+        # (data.batch_size, C, crop/scale, crop/scale)); auto: off until python/gpu_check.sh validates it
+        "cuda_graph": "auto",
         "grad_clip": None,  # max gradient norm for G and D, None = no clipping
     },
     "losses": {  # a term with weight 0 is not built
@@ -228,6 +231,7 @@ _CHOICES = {
     ("device",): ("auto", "cpu", "cuda"),
     ("train", "amp"): ("auto", "off", "bf16", "fp16"),
     ("train", "fused"): ("auto", "on", "off"),
+    ("train", "cuda_graph"): ("auto", "on", "off"),
     ("train", "channels_last"): ("auto", True, False),
     ("scheduler", "type"): ("multistep", "cosine", "constant"),
     ("dist", "backend"): ("auto", "nccl", "gloo"),
@@ -277,7 +281,7 @@ def _check_range(cfg: dict, keys: tuple, low, high, kind: str) -> None:
 
 def check_values(cfg: dict) -> None:
     """Value checks that need no imports (types of losses/models are checked when built)."""
-    for keys in (("train", "fused"), ("train", "amp")):  # YAML 1.1 reads on/off as booleans
+    for keys in (("train", "fused"), ("train", "amp"), ("train", "cuda_graph")):  # YAML 1.1 reads on/off as booleans
         v = _get(cfg, keys[:-1])
         if isinstance(v[keys[-1]], bool):
             v[keys[-1]] = "on" if v[keys[-1]] else "off"
