@@ -80,9 +80,13 @@ def build_host_ref(sources: dict | None = None) -> ctypes.CDLL:
                            check=True)
             out.replace(lib)  # atomic: concurrent sessions never load a half-written file
     dll = ctypes.CDLL(str(lib))
-    for f in ("fprop", "dgrad", "wgrad"):
+    for f in ("fprop", "dgrad", "wgrad", "residual"):
         getattr(dll, f"rrdb_cutlass_{f}_host").restype = ctypes.c_int
         getattr(dll, f"rrdb_cutlass_{f}_host").argtypes = [ctypes.c_int, ctypes.c_void_p]
+    dll.rrdb_cutlass_wgrad_split_host.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+    dll.rrdb_cutlass_wgrad_split.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    dll.rrdb_cutlass_wgrad_workspace.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    dll.rrdb_cutlass_wgrad_workspace.restype = ctypes.c_int64
     return dll
 
 
@@ -139,7 +143,8 @@ class DgradArgs(ctypes.Structure):  # rrdb_args.h ConvDgradArgs
 class WgradArgs(ctypes.Structure):  # rrdb_args.h ConvWgradArgs
     _fields_ = [("dy", ctypes.c_void_p), ("dy_stride", ctypes.c_int64), ("x", ctypes.c_void_p),
                 ("x_stride", ctypes.c_int64), ("dw", ctypes.c_void_p), ("N", ctypes.c_int), ("H", ctypes.c_int),
-                ("W", ctypes.c_int), ("cin", ctypes.c_int), ("cout", ctypes.c_int)]
+                ("W", ctypes.c_int), ("cin", ctypes.c_int), ("cout", ctypes.c_int), ("dw_fp32", ctypes.c_bool),
+                ("workspace", ctypes.c_void_p), ("workspace_bytes", ctypes.c_size_t)]
 
 
 _DTYPE_CODE = {torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}  # rrdb_args.h DType
@@ -350,8 +355,10 @@ def test_cutlass_backward_in_the_gpu_instantiation_is_as_accurate_as_aten(host_r
 MUTATIONS = {
     "dgrad overwrites instead of accumulating": ("dx, dx, 1.0, a.beta, 1.0", "dx, dx, 1.0, 0.0, 1.0"),
     "fprop prefix read with its own channel count as pixel stride": (
-        "ref<E>(a.x, nhwc_strided(a.x_stride, a.W, a.H)),\n          ref<E>(a.w",
-        "ref<E>(a.x, nhwc_strided(a.cin, a.W, a.H)),\n          ref<E>(a.w"),
+        "ConvBiasActArgs& a) {\n  const auto size = conv3x3_size(a.N, a.H, a.W, a.cin, a.cout);\n"
+        "  return {size,\n          ref<E>(a.x, nhwc_strided(a.x_stride, a.W, a.H)),",
+        "ConvBiasActArgs& a) {\n  const auto size = conv3x3_size(a.N, a.H, a.W, a.cin, a.cout);\n"
+        "  return {size,\n          ref<E>(a.x, nhwc_strided(a.cin, a.W, a.H)),"),
 }
 
 
@@ -367,3 +374,199 @@ def test_injected_argument_bug_is_caught(mutation):
     got = _run_ops(calls.fwd, calls.bwd, x, params, g)
     twin = _run_ops(torch.ops.gansr.rrdb_fwd, torch.ops.gansr.rrdb_bwd, x, params, g)
     assert not all(torch.allclose(a, b, atol=1e-6, rtol=1e-6) for a, b in zip(got, twin))
+
+
+class ResidualArgs(ctypes.Structure):  # rrdb_args.h ConvBiasResidualArgs
+    _fields_ = [("x", ctypes.c_void_p), ("x_stride", ctypes.c_int64), ("w", ctypes.c_void_p),
+                ("bias", ctypes.c_void_p), ("r1", ctypes.c_void_p), ("r1_stride", ctypes.c_int64),
+                ("s1", ctypes.c_double), ("r2", ctypes.c_void_p), ("r2_stride", ctypes.c_int64),
+                ("s2", ctypes.c_double), ("out", ctypes.c_void_p), ("out_stride", ctypes.c_int64),
+                ("N", ctypes.c_int), ("H", ctypes.c_int), ("W", ctypes.c_int), ("cin", ctypes.c_int),
+                ("cout", ctypes.c_int)]
+
+
+def test_host_library_sees_the_new_argument_blocks(host_ref):
+    assert host_ref.rrdb_cutlass_args_size(3) == ctypes.sizeof(ResidualArgs)
+    # ConvWgradArgs: the five pointers / strides, five ints, the fp32 flag, workspace pointer + size
+    assert host_ref.rrdb_cutlass_args_size(2) == ctypes.sizeof(WgradArgs) == 8 * 5 + 4 * 5 + 4 + 8 + 8
+
+
+def residual_conv(dll, buf, cin, w, bias, nf, out, out_c0=0, r1_c0=0, s1=0.2, r2=None, s2=0.2):
+    """out[:, out_c0:out_c0 + nf] = buf[:, r1_c0:r1_c0 + nf] + s1 (conv(buf[:, :cin], w) + bias) (+ r2's
+    second residual) through the CUTLASS residual problem (conv5 of a dense block)"""
+    n, _, h, wd = buf.shape
+    x_p, x_s = _prefix(buf)
+    r1_p, r1_s = _prefix(buf, r1_c0)
+    o_p, o_s = _prefix(out, out_c0)
+    r2_p, r2_s = _prefix(r2) if r2 is not None else (None, 0)
+    args = ResidualArgs(x_p, x_s, _prefix(w)[0], bias.data_ptr(), r1_p, r1_s, s1, r2_p, r2_s, s2, o_p, o_s,
+                        n, h, wd, cin, nf)
+    return dll.rrdb_cutlass_residual_host(_DTYPE_CODE[buf.dtype], ctypes.byref(args))
+
+
+def _residual_case(nf, gc, n, h, w, dtype, extra=8, out_width=None, seed=41):
+    """the block's buffer (x + 4 slices + `extra` channels after), conv5's weight and bias, the next
+    block's buffer (NaN: what is not written must stay NaN)"""
+    torch.manual_seed(seed)
+    cin = nf + 4 * gc
+    buf = _cl(torch.randn(n, cin + extra, h, w, dtype=torch.float64)).to(dtype)
+    wt = _cl(0.1 * torch.randn(nf, cin, 3, 3, dtype=torch.float64)).to(dtype)
+    bias = torch.randn(nf, dtype=torch.float64).to(dtype)
+    out = _cl(torch.full((n, out_width or cin + extra, h, w), float("nan"), dtype=dtype))
+    return cin, buf, wt, bias, out
+
+
+def _residual_expected(buf, cin, wt, bias, nf, r1_c0=0):
+    b, w = buf.double(), wt.double()
+    return b[:, r1_c0:r1_c0 + nf] + 0.2 * torch.nn.functional.conv2d(b[:, :cin], w, bias.double(), padding=1)
+
+
+@pytest.mark.parametrize("nf,gc,out_c0", [(16, 8, 0), (16, 8, 8), (64, 32, 0)])
+def test_cutlass_residual_conv_writes_the_next_block_prefix_in_fp64(host_ref, nf, gc, out_c0):
+    """conv5 + bias + the dense block's residual (r1 = the block input, channels [0, nf) of the buffer
+    conv5 reads, 0.2) from strided slices of wider buffers into a slice of the next block's buffer:
+    the PyTorch computation in fp64 (1e-12), every other channel of the output buffer untouched"""
+    cin, buf, wt, bias, out = _residual_case(nf, gc, 2, 5, 6, torch.float64)
+    before = buf.clone()
+    assert residual_conv(host_ref, buf, cin, wt, bias, nf, out, out_c0) == 0
+    expected = _residual_expected(buf, cin, wt, bias, nf)
+    torch.testing.assert_close(out[:, out_c0:out_c0 + nf], expected, atol=1e-12, rtol=1e-12)
+    rest = torch.cat([out[:, :out_c0], out[:, out_c0 + nf:]], 1)
+    assert rest.isnan().all() and torch.equal(buf, before)
+
+
+def test_cutlass_residual_conv_reads_the_residual_at_its_own_offset(host_ref):
+    # r1 at channel 8 of the buffer (not the prefix): the C operand's pointer offset is honoured
+    cin, buf, wt, bias, out = _residual_case(16, 8, 1, 4, 3, torch.float64, seed=42)
+    assert residual_conv(host_ref, buf, cin, wt, bias, 16, out, r1_c0=8) == 0
+    torch.testing.assert_close(out[:, :16], _residual_expected(buf, cin, wt, bias, 16, r1_c0=8),
+                               atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cutlass_residual_conv_in_the_gpu_instantiation(host_ref, dtype):
+    """bf16 / fp16 operands, fp32 accumulate and epilogue (ResidualEpilogue<E, float>): within the
+    output type's rounding of the fp64 value (plus fp32 sums' error)"""
+    cin, buf, wt, bias, out = _residual_case(32, 16, 2, 4, 5, dtype, seed=43)
+    assert residual_conv(host_ref, buf, cin, wt, bias, 32, out) == 0
+    expected = _residual_expected(buf, cin, wt, bias, 32)
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(out[:, :32].double(), expected, atol=eps, rtol=eps)
+
+
+def test_cutlass_residual_conv_declines_what_it_cannot_compute(host_ref):
+    """the RRDB's second residual (r2: the conv kernel's epilogue has one source tensor), a scale other
+    than the compiled 0.2, unaligned channel counts or offsets: declined (1), nothing written"""
+    cin, buf, wt, bias, out = _residual_case(16, 8, 1, 3, 4, torch.float64, seed=44)
+    r2 = _cl(torch.randn(1, 16, 3, 4, dtype=torch.float64))
+    assert residual_conv(host_ref, buf, cin, wt, bias, 16, out, r2=r2) == 1
+    assert residual_conv(host_ref, buf, cin, wt, bias, 16, out, s1=0.25) == 1
+    assert residual_conv(host_ref, buf, cin, wt, bias, 16, out, out_c0=4) == 1
+    assert residual_conv(host_ref, buf, cin, wt, bias, 16, out, r1_c0=4) == 1
+    cin, buf, wt, bias, out = _residual_case(12, 4, 1, 3, 4, torch.float64, seed=45)
+    assert residual_conv(host_ref, buf, cin, wt, bias, 12, out) == 1
+    assert out.isnan().all()
+
+
+def _wgrad_args(dy, buf, cin, dw, dw_fp32=True):
+    n, cout, h, wd = dy.shape
+    dy_p, dy_s = _prefix(dy)
+    x_p, x_s = _prefix(buf)
+    return WgradArgs(dy_p, dy_s, x_p, x_s, dw.data_ptr(), n, h, wd, cin, cout, dw_fp32)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cutlass_wgrad_writes_the_fp32_gradient(host_ref, dtype):
+    """dw_fp32: 16-bit operands, fp32 accumulation written as fp32 (no rounding to the operands' type):
+    the fp64 gradient of the same (rounded) operands within fp32 sums' error, far closer than the
+    16-bit output path"""
+    torch.manual_seed(46)
+    n, ct, cin, cout, h, w = 2, 48, 40, 16, 5, 6
+    buf = _cl(torch.randn(n, ct, h, w, dtype=torch.float64)).to(dtype)
+    dy = _cl(torch.randn(n, cout, h, w, dtype=torch.float64)).to(dtype)
+    dw = _cl(torch.full((cout, cin, 3, 3), float("nan"), dtype=torch.float32))
+    assert host_ref.rrdb_cutlass_wgrad_host(_DTYPE_CODE[dtype], ctypes.byref(_wgrad_args(dy, buf, cin, dw))) == 0
+    expected = torch.nn.grad.conv2d_weight(buf[:, :cin].double(), (cout, cin, 3, 3), dy.double(), padding=1)
+    torch.testing.assert_close(dw.double(), expected, atol=1e-5, rtol=1e-5)
+    rc, dw16 = wgrad(host_ref, dy, buf, cin)
+    assert rc == 0
+    assert (dw.double() - expected).abs().max() * 100 < (dw16.double() - expected).abs().max()
+
+
+@pytest.mark.parametrize("split_k", [1, 2, 7, 64])
+def test_cutlass_wgrad_serial_split_k_adds_the_slices_in_order(host_ref, split_k):
+    """The fp32 wgrad as the serial split-K kernel runs it (slice s's partial sum over its pixel range,
+    its epilogue after set_k_partition(s, slices) adding D from slice s - 1; slice 0 never reads the
+    NaN-filled output): the unsplit gradient (fp64 operands; each slice's sum rounded to the fp32
+    output: split_k fp32 roundings of the largest value), also with more slices than the 60 pixels
+    hold (empty slices)"""
+    torch.manual_seed(47)
+    n, ct, cin, cout, h, w = 2, 48, 40, 16, 5, 6
+    buf = _cl(torch.randn(n, ct, h, w, dtype=torch.float64))
+    dy = _cl(torch.randn(n, cout, h, w, dtype=torch.float64))
+    dw = _cl(torch.full((cout, cin, 3, 3), float("nan"), dtype=torch.float32))
+    assert host_ref.rrdb_cutlass_wgrad_split_host(1, ctypes.byref(_wgrad_args(dy, buf, cin, dw)), split_k) == 0
+    expected = torch.nn.grad.conv2d_weight(buf[:, :cin], (cout, cin, 3, 3), dy, padding=1)
+    tol = split_k * torch.finfo(torch.float32).eps * expected.abs().max().item()
+    torch.testing.assert_close(dw.double(), expected, atol=tol, rtol=0)
+
+
+@pytest.mark.parametrize("cin,cout,n,hw,sms,split,workspace", [
+    (64, 32, 16, 32, 132, 30, 4 * 9),     # conv1 of a block, B16 LR32, H200: 9 tiles -> ~2 CTAs per SM
+    (160, 32, 16, 32, 132, 12, 4 * 23),   # conv5's input width (23 tiles of 64 x 64)
+    (160, 64, 16, 32, 132, 12, 4 * 23),   # conv5: cout 64 is still one tile row
+    (64, 32, 1, 8, 132, 1, 0),            # 64 pixels: below 8 K-tiles per slice, no split
+    (64, 32, 16, 64, 132, 30, 4 * 9),     # LR64: the same grid target
+    (64, 32, 16, 32, 4, 1, 0),            # a grid that fills the device alone
+    (64, 32, 16, 32, 0, 1, 0),            # SM count unknown
+])
+def test_cutlass_wgrad_split_and_workspace_query(host_ref, cin, cout, n, hw, sms, split, workspace):
+    """the split the fp32 wgrad launcher uses and the workspace conv3x3_wgrad_workspace reports (the
+    same functions of rrdb_cutlass_problem.h, for a device of `sms` SMs): semaphores of one int per
+    64x64 output tile when split, nothing otherwise or for the 16-bit-output path"""
+    dy = torch.empty(0)
+    args = WgradArgs(dy.data_ptr(), cout, dy.data_ptr(), cin, dy.data_ptr(), n, hw, hw, cin, cout, True)
+    assert host_ref.rrdb_cutlass_wgrad_split(ctypes.byref(args), sms) == split
+    assert host_ref.rrdb_cutlass_wgrad_workspace(ctypes.byref(args), sms) == workspace
+    args.dw_fp32 = False
+    assert host_ref.rrdb_cutlass_wgrad_split(ctypes.byref(args), sms) == 1
+    assert host_ref.rrdb_cutlass_wgrad_workspace(ctypes.byref(args), sms) == 0
+
+
+def test_fprop_tile_setter_through_the_sweep_scripts_ctypes_handle():
+    """set_fprop_tile (rrdb_cutlass.cu, compiled with the CUDA kernels; host code only, so it runs here)
+    as python/gpu_tile_sweep.py reaches it: returns the previous tile, refuses out-of-range ones (-1,
+    unchanged); the sweep's tile names cover exactly rrdb_kernels.h's kFpropTiles"""
+    require_extension()
+    import gansr_ext
+
+    if not gansr_ext.build_info()["cuda"]:
+        pytest.skip("the setter lives in the CUDA sources (a CPU-only build has no CUTLASS path to tune)")
+    import sys
+
+    sys.path.insert(0, str(REPO / "python"))
+    import gpu_tile_sweep
+
+    kernels_h = (REPO / "csrc" / "rrdb" / "rrdb_kernels.h").read_text()
+    assert f"constexpr int kFpropTiles = {len(gpu_tile_sweep.TILES)};" in kernels_h
+    set_tile = gpu_tile_sweep.tile_setter()
+    prev = set_tile(2)
+    try:
+        assert set_tile(1) == 2
+        assert set_tile(len(gpu_tile_sweep.TILES)) == -1 and set_tile(-1) == -1
+        assert set_tile(0) == 1
+    finally:
+        set_tile(prev)
+
+
+def test_injected_residual_argument_bug_is_caught():
+    """conv5's problem without its broadcast bias (the fused epilogue then adds zeros) must fail the
+    fp64 comparison of the residual conv"""
+    require_extension()
+    header = HEADERS[0].read_text()
+    old = "          1.0,\n          a.bias};"
+    assert header.count(old) == 1
+    dll = build_host_ref({HEADERS[0].name: header.replace(old, "          1.0,\n          nullptr};")})
+    cin, buf, wt, bias, out = _residual_case(16, 8, 1, 3, 4, torch.float64, seed=48)
+    assert residual_conv(dll, buf, cin, wt, bias, 16, out) == 0
+    assert not torch.allclose(out[:, :16], _residual_expected(buf, cin, wt, bias, 16), atol=1e-6, rtol=1e-6)

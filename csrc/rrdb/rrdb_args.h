@@ -6,6 +6,7 @@
 // T is float, double, half or bfloat16 (passed as void* + dtype code); A, the accumulation type, is
 // double for double and float otherwise.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace gansr {
@@ -103,6 +104,39 @@ struct ConvWgradArgs {
   const void* x;   // (N, H, W, cin) with pixel stride x_stride (the channel prefix the conv read)
   int64_t x_stride;
   void* dw;        // (cout, 3, 3, cin) packed: the OIHW gradient in channels_last
+  int N, H, W, cin, cout;
+  // dw's element type: false = the operands' dtype (one K slice); true = float (fp32 accumulation
+  // written as is, deterministic serial split-K over the N*H*W pixels when the grid is small: the
+  // slices add their partial sums into dw one after another in slice order, so the bits do not
+  // depend on scheduling). The split needs `workspace_bytes` >= conv3x3_wgrad_workspace(dtype, args)
+  // bytes of device memory at `workspace` (the caller's allocator: CUDA-graph capturable; zeroed by
+  // the launch itself); too small: the launch declines.
+  bool dw_fp32;
+  void* workspace;
+  size_t workspace_bytes;
+};
+
+// conv5 of a dense block with bias and the block's residual in its epilogue (the CUTLASS path):
+//   v[m, k] = r1[m, k] + s1 (sum_{r,s,c} x[pixel(m) + (r-1, s-1), c] w[k, r, s, c] + bias[k])
+//   out[m, k] = r2[m, k] + s2 v[m, k] if r2 else v[m, k]
+// Dense blocks 1-2: x = the block's buffer prefix (nf + 4 gc channels), r1 = its channels [0, nf)
+// (the block input), s1 = 0.2, out = the next block's buffer prefix. Block 3 may add the RRDB's
+// own residual: r2 = the RRDB input, s2 = 0.2. out must not overlap the x prefix (other CTAs still
+// read it); it may be r1 or r2 themselves only if they are not part of x (each element is read
+// before the same thread writes it).
+struct ConvBiasResidualArgs {
+  const void* x;      // (N, H, W, cin) with pixel stride x_stride
+  int64_t x_stride;
+  const void* w;      // (cout, 3, 3, cin) packed
+  const void* bias;   // (cout,)
+  const void* r1;     // (N, H, W, cout) with pixel stride r1_stride
+  int64_t r1_stride;
+  double s1;
+  const void* r2;     // optional (null: one residual)
+  int64_t r2_stride;
+  double s2;
+  void* out;          // (N, H, W, cout) with pixel stride out_stride
+  int64_t out_stride;
   int N, H, W, cin, cout;
 };
 

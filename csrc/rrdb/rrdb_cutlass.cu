@@ -8,6 +8,8 @@
 // "not supported" and the caller uses cuDNN.
 #include "rrdb_kernels.h"
 
+#include <atomic>
+
 #if defined(GANSR_WITH_CUTLASS)
 // clang-format off (order matters: the kernel header defines what the device header uses)
 #include <cutlass/cutlass.h>
@@ -17,50 +19,48 @@
 #include <cutlass/epilogue/thread/linear_combination_leaky_relu.h>
 // clang-format on
 
-#include "rrdb_cutlass_run.cuh"
+#include "rrdb_cutlass_fprop.cuh"
 #endif
 
 namespace gansr {
 namespace rrdb {
+
+namespace {
+std::atomic<int> g_fprop_tile{0};
+}
+
+int set_fprop_tile(int tile) {
+  if (tile < 0 || tile >= kFpropTiles) return -1;
+  return g_fprop_tile.exchange(tile);
+}
+int fprop_tile() { return g_fprop_tile.load(); }
 
 #if defined(GANSR_WITH_CUTLASS)
 namespace {
 
 using cutlass_conv::Layout;
 
-// One tile shape for every dense-block conv, sized like CUTLASS's own Sm80 16-bit configurations
-// (DefaultGemmConfiguration<OpClassTensorOp, Sm80>: K-tile 64, 3 stages, 64-wide warp K; its
-// Ampere conv2d fprop example: 128x128x64 CTA of 4 warps). The GEMM N is cout = gc (32 in ESRGAN,
-// 16 allowed), so the CTA is 128x32x64 with four 32x32x64 warps: 128 threads (the former
+// Tile 0 (the default) for every dense-block conv, sized like CUTLASS's own Sm80 16-bit
+// configurations (DefaultGemmConfiguration<OpClassTensorOp, Sm80>: K-tile 64, 3 stages, 64-wide warp
+// K; its Ampere conv2d fprop example: 128x128x64 CTA of 4 warps). The GEMM N is cout = gc (32 in
+// ESRGAN, 16 allowed), so the CTA is 128x32x64 with four 32x32x64 warps: 128 threads (the former
 // 128x32x32 / 64x32x32 tile had 2 warps, too few to keep an H100/H200 SM's tensor cores fed).
 // Shared memory: 3 x (128 + 32) x 64 x 2 B = 60 KB, above the 48 KB default:
 // ImplicitGemmConvolution::initialize raises the kernel's limit (cudaFuncSetAttribute) itself.
-constexpr int kStages = 3;
+// The bf16 variants 1, 2: rrdb_cutlass_tiles.cu.
 template <typename E>
-using FpropKernel = typename cutlass::conv::kernel::DefaultConv2dFprop<
-    E, Layout, E, Layout, E, Layout, float, cutlass::arch::OpClassTensorOp, cutlass::arch::Sm80,
-    cutlass::gemm::GemmShape<128, 32, 64>, cutlass::gemm::GemmShape<32, 32, 64>, cutlass::gemm::GemmShape<16, 8, 16>,
-    cutlass::epilogue::thread::LinearCombinationLeakyRelu<E, 128 / cutlass::sizeof_bits<E>::value, float, float>,
-    cutlass::gemm::threadblock::GemmIdentityThreadblockSwizzle<>, kStages, cutlass::arch::OpMultiplyAdd,
-    cutlass::conv::IteratorAlgorithm::kOptimized>::Kernel;
-static_assert(FpropKernel<cutlass::bfloat16_t>::kThreadCount == 128, "4 warps per CTA");
-
-template <typename E>
-cudaError_t run(const ConvBiasActArgs& a, cudaStream_t stream) {
-  using Kernel = FpropKernel<E>;
-  static_assert(128 / cutlass::sizeof_bits<E>::value == cutlass_conv::kAlignElements, "access width");
-  if (!cutlass_conv::fprop_supported<E>(a)) return cudaErrorNotSupported;
-  const cutlass_conv::Problem<E> p = cutlass_conv::fprop_problem<E>(a);
-  return cutlass_conv::run_conv<Kernel>(p, cutlass_conv::leaky_relu_params<typename Kernel::EpilogueOutputOp>(p),
-                                        stream);
-}
+using FpropKernel = cutlass_conv::FpropKernelOf<E, 128, 32, 64, 32, 32, 64, 3>;
 
 }  // namespace
 
 cudaError_t launch_conv3x3_bias_lrelu(DType t, const ConvBiasActArgs& a, cudaStream_t stream) {
   switch (t) {
-    case DType::kBFloat16: return run<cutlass::bfloat16_t>(a, stream);
-    case DType::kHalf: return run<cutlass::half_t>(a, stream);
+    case DType::kBFloat16: {
+      const int tile = g_fprop_tile.load(std::memory_order_relaxed);
+      if (tile) return cutlass_conv::run_fprop_bf16_tile(tile, a, stream);
+      return cutlass_conv::run_fprop<FpropKernel<cutlass::bfloat16_t>, cutlass::bfloat16_t>(a, stream);
+    }
+    case DType::kHalf: return cutlass_conv::run_fprop<FpropKernel<cutlass::half_t>, cutlass::half_t>(a, stream);
     default: return cudaErrorNotSupported;
   }
 }
@@ -73,3 +73,8 @@ cudaError_t launch_conv3x3_bias_lrelu(DType, const ConvBiasActArgs&, cudaStream_
 
 }  // namespace rrdb
 }  // namespace gansr
+
+// unmangled for ctypes (python/gpu_tile_sweep.py) until an op binds the setter
+extern "C" __attribute__((visibility("default"))) int gansr_rrdb_set_fprop_tile(int tile) {
+  return gansr::rrdb::set_fprop_tile(tile);
+}

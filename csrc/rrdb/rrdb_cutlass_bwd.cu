@@ -40,16 +40,33 @@ using DgradKernel = typename cutlass::conv::kernel::DefaultConv2dDgrad<
     cutlass::conv::IteratorAlgorithm::kOptimized, cutlass::conv::StrideSupport::kUnity>::Kernel;
 
 // wgrad GEMM: M = cout (32 / 64), N = 9 cin, K = N*H*W pixels: 64x64x64 CTA of four 32x32x64 warps.
-// One K slice (no split-K yet): few CTAs for ESRGAN's sizes, a GPU run decides the split.
-template <typename E>
-using WgradKernel = typename cutlass::conv::kernel::DefaultConv2dWgrad<
-    E, Layout, E, Layout, E, Layout, float, cutlass::arch::OpClassTensorOp, cutlass::arch::Sm80,
-    cutlass::gemm::GemmShape<64, 64, 64>, cutlass::gemm::GemmShape<32, 32, 64>, cutlass::gemm::GemmShape<16, 8, 16>,
-    Linear<E>, cutlass::gemm::threadblock::GemmIdentityThreadblockSwizzle<>, 3, cutlass::arch::OpMultiplyAdd,
+// dw in the operands' type: one K slice. dw in fp32 (EC = float, 4-float accesses): serial split-K
+// over the pixels (cutlass_conv::wgrad_split_k: few CTAs for ESRGAN's sizes otherwise), deterministic
+// (slice s adds into dw after slice s - 1, ordered by the semaphores in the caller's workspace).
+template <typename E, typename EC, typename Epilogue>
+using WgradKernelOf = typename cutlass::conv::kernel::DefaultConv2dWgrad<
+    E, Layout, E, Layout, EC, Layout, float, cutlass::arch::OpClassTensorOp, cutlass::arch::Sm80,
+    cutlass::gemm::GemmShape<cutlass_conv::kWgradTileM, cutlass_conv::kWgradTileN, cutlass_conv::kWgradTileK>,
+    cutlass::gemm::GemmShape<32, 32, 64>, cutlass::gemm::GemmShape<16, 8, 16>, Epilogue,
+    cutlass::gemm::threadblock::GemmIdentityThreadblockSwizzle<>, 3, cutlass::arch::OpMultiplyAdd,
     cutlass::conv::IteratorAlgorithm::kOptimized>::Kernel;
+using LinearF32 = cutlass::epilogue::thread::LinearCombination<float, 4, float, float>;
+template <typename E>
+using WgradKernel = WgradKernelOf<E, E, Linear<E>>;
+template <typename E>
+using WgradF32Kernel = WgradKernelOf<E, float, LinearF32>;
 
 static_assert(DgradKernel<cutlass::bfloat16_t>::kThreadCount == 128, "4 warps per CTA");
 static_assert(WgradKernel<cutlass::bfloat16_t>::kThreadCount == 128, "4 warps per CTA");
+static_assert(WgradF32Kernel<cutlass::bfloat16_t>::kThreadCount == 128, "4 warps per CTA");
+
+// the current device's SM count (0 if unknown: no split)
+int device_sms() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+    return 0;
+  return sms;
+}
 
 template <typename E>
 cudaError_t dgrad(const ConvDgradArgs& a, cudaStream_t stream) {
@@ -61,32 +78,36 @@ cudaError_t dgrad(const ConvDgradArgs& a, cudaStream_t stream) {
 template <typename E>
 cudaError_t wgrad(const ConvWgradArgs& a, cudaStream_t stream) {
   if (!cutlass_conv::wgrad_supported<E>(a)) return cudaErrorNotSupported;
-  const cutlass_conv::Problem<E> p = cutlass_conv::wgrad_problem<E>(a);
-  return cutlass_conv::run_conv<WgradKernel<E>>(p, cutlass_conv::linear_params<Linear<E>>(p), stream);
+  if (!a.dw_fp32) {
+    const cutlass_conv::Problem<E> p = cutlass_conv::wgrad_problem<E>(a);
+    return cutlass_conv::run_conv<WgradKernel<E>>(p, cutlass_conv::linear_params<Linear<E>>(p), stream);
+  }
+  const auto p = cutlass_conv::wgrad_problem<E, float>(a, cutlass_conv::wgrad_split_k(a, device_sms()));
+  // run_conv declines when CUTLASS's workspace (the semaphores) exceeds a.workspace_bytes
+  return cutlass_conv::run_conv<WgradF32Kernel<E>>(p, cutlass_conv::linear_params<LinearF32>(p), stream, a.workspace,
+                                                   a.workspace_bytes, cutlass::conv::SplitKMode::kSerial);
 }
 
 }  // namespace
 
 cudaError_t launch_conv3x3_dgrad(DType t, const ConvDgradArgs& a, cudaStream_t stream) {
-  switch (t) {
-    case DType::kBFloat16: return dgrad<cutlass::bfloat16_t>(a, stream);
-    case DType::kHalf: return dgrad<cutlass::half_t>(a, stream);
-    default: return cudaErrorNotSupported;
-  }
+  return cutlass_conv::by_dtype(t, [&](auto e) { return dgrad<decltype(e)>(a, stream); });
 }
 
 cudaError_t launch_conv3x3_wgrad(DType t, const ConvWgradArgs& a, cudaStream_t stream) {
-  switch (t) {
-    case DType::kBFloat16: return wgrad<cutlass::bfloat16_t>(a, stream);
-    case DType::kHalf: return wgrad<cutlass::half_t>(a, stream);
-    default: return cudaErrorNotSupported;
-  }
+  return cutlass_conv::by_dtype(t, [&](auto e) { return wgrad<decltype(e)>(a, stream); });
+}
+
+size_t conv3x3_wgrad_workspace(DType t, const ConvWgradArgs& a) {
+  if (t != DType::kBFloat16 && t != DType::kHalf) return 0;
+  return cutlass_conv::wgrad_workspace_bytes(a, device_sms());
 }
 
 #else
 
 cudaError_t launch_conv3x3_dgrad(DType, const ConvDgradArgs&, cudaStream_t) { return cudaErrorNotSupported; }
 cudaError_t launch_conv3x3_wgrad(DType, const ConvWgradArgs&, cudaStream_t) { return cudaErrorNotSupported; }
+size_t conv3x3_wgrad_workspace(DType, const ConvWgradArgs&) { return 0; }
 
 #endif
 

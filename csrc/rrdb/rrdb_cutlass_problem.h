@@ -8,6 +8,9 @@
 #pragma once
 #include <cutlass/cutlass.h>
 #include <cutlass/conv/conv2d_problem_size.h>
+#include <cutlass/epilogue/thread/activation.h>
+#include <cutlass/epilogue/thread/linear_combination_residual_block.h>
+#include <cutlass/functional.h>
 #include <cutlass/layout/tensor.h>
 #include <cutlass/tensor_ref.h>
 
@@ -62,12 +65,49 @@ bool wgrad_supported(const ConvWgradArgs& a) {
   return supported<E>({a.cin, a.cout, a.dy_stride, a.x_stride}, {a.dy, a.x, a.dw}, int64_t(a.N) * a.H * a.W);
 }
 
-// A CUTLASS conv problem: D = epilogue(alpha * conv + beta * C) on the four TensorRefs
+// conv5's residual epilogue (ConvBiasResidualArgs). CUTLASS 2.x's conv kernel with a fused
+// broadcast epilogue (DefaultConv2dFpropWithBroadcast -> ImplicitGemmConvolutionWithFusedEpilogue)
+// has one source tensor (C) and one broadcast vector; its LinearCombinationResidualBlock functor
+// computes unary(binary(activation(alpha acc + vector), beta C)) with stateless functors. With the
+// bias as the vector, r1 as C, alpha = beta = 1, activation = "times 0.2", binary = plus and unary
+// = identity it is r1 + 0.2 (acc + bias), the dense block's residual, exactly (the 0.2 a
+// compile-time constant: s1 must equal kResidualScale). The RRDB's second residual (r2 + s2 v on
+// block 3) needs a second source tensor: the conv kernel has none (the two-source form of the
+// functor exists for GEMMs only), so r2 is declined and block 3 keeps its epilogue kernel.
+constexpr double kResidualScale = 0.2;
+template <typename T>
+struct ScaleByResidual;
+template <typename F, int N>
+struct ScaleByResidual<cutlass::Array<F, N>> {
+  CUTLASS_HOST_DEVICE cutlass::Array<F, N> operator()(const cutlass::Array<F, N>& v) const {
+    cutlass::Array<F, N> y;
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < N; ++i) y[i] = v[i] * F(kResidualScale);
+    return y;
+  }
+};
+// E: element of x, w, bias, r1 and out; A: accumulation / compute type
+template <typename E, typename A>
+using ResidualEpilogue =
+    cutlass::epilogue::thread::LinearCombinationResidualBlock<E, A, A, E, kAlignElements, ScaleByResidual, cutlass::plus,
+                                                              cutlass::epilogue::thread::Identity>;
+
 template <typename E>
+bool residual_supported(const ConvBiasResidualArgs& a) {
+  return a.r2 == nullptr && a.s1 == kResidualScale &&
+         supported<E>({a.cin, a.cout, a.x_stride, a.r1_stride, a.out_stride}, {a.x, a.w, a.bias, a.r1, a.out},
+                      int64_t(a.N) * a.H * a.W);
+}
+
+// A CUTLASS conv problem: D = epilogue(alpha * conv + beta * C) on the four TensorRefs; E: the
+// operands' element, EC: C's and D's (float for the fp32 weight gradient)
+template <typename E, typename EC = E>
 struct Problem {
   cutlass::conv::Conv2dProblemSize size;
-  cutlass::TensorRef<E, Layout> a, b, c, d;
+  cutlass::TensorRef<E, Layout> a, b;
+  cutlass::TensorRef<EC, Layout> c, d;
   double alpha, beta, slope;  // rounded to the epilogue's compute type by *_params below; slope: LeakyReLU only
+  const void* vector = nullptr;  // the broadcast epilogue's per-output-channel vector (E), residual conv only
 };
 
 inline cutlass::conv::Conv2dProblemSize conv3x3_size(int N, int H, int W, int cin, int cout) {
@@ -106,13 +146,53 @@ Problem<E> dgrad_problem(const ConvDgradArgs& a) {
           dx, dx, 1.0, a.beta, 1.0};
 }
 
-// wgrad: A = dy, B = x (the channel prefix), C = D = dw (KRSC packed), beta 0
+// conv + bias + residual: A = x, B = w, C = r1 (beta 1), D = out, vector = bias (alpha 1)
 template <typename E>
-Problem<E> wgrad_problem(const ConvWgradArgs& a) {
+Problem<E> residual_problem(const ConvBiasResidualArgs& a) {
   const auto size = conv3x3_size(a.N, a.H, a.W, a.cin, a.cout);
-  const auto dw = ref<E>(a.dw, Layout::packed(size.filter_extent()));
+  return {size,
+          ref<E>(a.x, nhwc_strided(a.x_stride, a.W, a.H)),
+          ref<E>(a.w, Layout::packed(size.filter_extent())),
+          ref<E>(a.r1, nhwc_strided(a.r1_stride, a.W, a.H)),
+          ref<E>(a.out, nhwc_strided(a.out_stride, a.W, a.H)),
+          1.0,
+          1.0,
+          1.0,
+          a.bias};
+}
+
+// wgrad: A = dy, B = x (the channel prefix), C = D = dw (KRSC packed, EC: E or float), beta 0 (the
+// serial split-K slices after the first add into D: LinearCombination::set_k_partition sets beta 1)
+template <typename E, typename EC = E>
+Problem<E, EC> wgrad_problem(const ConvWgradArgs& a, int split_k = 1) {
+  auto size = conv3x3_size(a.N, a.H, a.W, a.cin, a.cout);
+  size.split_k_slices = split_k;
+  const auto dw = ref<EC>(a.dw, Layout::packed(size.filter_extent()));
   return {size, ref<E>(a.dy, nhwc_strided(a.dy_stride, a.W, a.H)), ref<E>(a.x, nhwc_strided(a.x_stride, a.W, a.H)),
           dw, dw, 1.0, 0.0, 1.0};
+}
+
+// Serial split-K of the fp32 wgrad: its GEMM is M = cout x N = 9 cin (a few CTAs: 9..23 of 64x64
+// for ESRGAN) over K = N*H*W pixels (16k..64k), so the pixels are split until the grid has about
+// two CTAs per SM, every slice keeping >= kWgradMinSliceIters K-tiles of work. The launcher and
+// the workspace query both use it with the device's SM count.
+constexpr int kWgradTileM = 64, kWgradTileN = 64, kWgradTileK = 64;  // WgradKernel's CTA tile
+constexpr int kWgradMinSliceIters = 8, kWgradMaxSplitK = 64;
+inline int64_t wgrad_tiles(const ConvWgradArgs& a) {
+  return int64_t((a.cout + kWgradTileM - 1) / kWgradTileM) * ((9 * a.cin + kWgradTileN - 1) / kWgradTileN);
+}
+inline int wgrad_split_k(const ConvWgradArgs& a, int sms) {
+  const int64_t tiles = wgrad_tiles(a);
+  if (!a.dw_fp32 || sms <= 0 || tiles >= sms) return 1;
+  int64_t s = (2 * int64_t(sms) + tiles - 1) / tiles;
+  const int64_t most = int64_t(a.N) * a.H * a.W / (int64_t(kWgradMinSliceIters) * kWgradTileK);
+  s = s < most ? s : most;
+  s = s < kWgradMaxSplitK ? s : kWgradMaxSplitK;
+  return s < 1 ? 1 : int(s);
+}
+// bytes of the serial split-K's semaphores (CUTLASS: one int per output tile; 0 without a split)
+inline size_t wgrad_workspace_bytes(const ConvWgradArgs& a, int sms) {
+  return wgrad_split_k(a, sms) > 1 ? sizeof(int) * size_t(wgrad_tiles(a)) : 0;
 }
 
 // the parameters of the problem's epilogue: LinearCombinationLeakyRelu (fprop) or LinearCombination
@@ -121,8 +201,8 @@ typename Epilogue::Params leaky_relu_params(const Problem<E>& p) {
   using C = typename Epilogue::ElementCompute;
   return typename Epilogue::Params(C(p.alpha), C(p.beta), C(p.slope));
 }
-template <typename Epilogue, typename E>
-typename Epilogue::Params linear_params(const Problem<E>& p) {
+template <typename Epilogue, typename E, typename EC>
+typename Epilogue::Params linear_params(const Problem<E, EC>& p) {
   using C = typename Epilogue::ElementCompute;
   return typename Epilogue::Params(C(p.alpha), C(p.beta));
 }
