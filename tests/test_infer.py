@@ -2,6 +2,7 @@
 
 import copy
 import math
+import os
 
 import numpy as np
 import pytest
@@ -376,14 +377,14 @@ class NanX1(nn.Module):
 
 
 def test_cpu_bf16_query_agrees_with_the_cpu_flags(monkeypatch):
-    from gansr_ext.infer import upscaler
+    from gansr_ext.infer import precision
 
-    if not upscaler.os.path.exists("/proc/cpuinfo"):
+    if not os.path.exists("/proc/cpuinfo"):
         pytest.skip("no /proc/cpuinfo (not Linux): only torch's query is available")
-    with_torch = upscaler.cpu_has_native_bf16()
+    with_torch = precision.cpu_has_native_bf16()
     for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.delattr(torch.cpu, name, raising=False)
-    assert upscaler.cpu_has_native_bf16() == with_torch  # the /proc/cpuinfo path
+    assert precision.cpu_has_native_bf16() == with_torch  # the /proc/cpuinfo path
 
 
 @pytest.mark.parametrize("native, model, expected", [
@@ -393,9 +394,9 @@ def test_cpu_bf16_query_agrees_with_the_cpu_flags(monkeypatch):
     (True, NanX1(), torch.float32),  # NaN output: no PSNR, no bf16
 ])
 def test_auto_dtype_on_cpu(monkeypatch, native, model, expected):
-    from gansr_ext.infer import upscaler
+    from gansr_ext.infer import precision
 
-    monkeypatch.setattr(upscaler, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
     fp32 = Upscaler(copy.deepcopy(model), device="cpu", dtype="fp32")
     up = Upscaler(model, device="cpu", dtype="auto")
     assert up.dtype == expected
@@ -404,11 +405,11 @@ def test_auto_dtype_on_cpu(monkeypatch, native, model, expected):
     if expected == torch.bfloat16:
         assert all(p.dtype == torch.bfloat16 for p in up.model.parameters())
         x = torch.rand(1, 3, 12, 12)
-        assert upscaler.output_psnr(up.upscale_tensor(x), fp32.upscale_tensor(x)) >= upscaler.BF16_MIN_PSNR
+        assert precision.output_psnr(up.upscale_tensor(x), fp32.upscale_tensor(x)) >= precision.BF16_MIN_PSNR
 
 
 def test_output_psnr_nan_gives_nan():
-    from gansr_ext.infer.upscaler import output_psnr
+    from gansr_ext.infer.precision import output_psnr
 
     a = torch.rand(1, 3, 4, 4)
     b = a.clone()

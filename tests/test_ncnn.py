@@ -19,7 +19,7 @@ from PIL import Image
 from gansr_ext.cli import main
 from gansr_ext.data import imresize
 from gansr_ext.infer import Upscaler
-from gansr_ext.infer.upscaler import BF16_MIN_PSNR, cpu_has_native_bf16
+from gansr_ext.infer.precision import BF16_MIN_PSNR, cpu_has_native_bf16
 from gansr_ext.metrics import psnr
 from gansr_ext.models import NcnnModelError, RRDBNet, load_ncnn_generator, read_ncnn
 from gansr_ext.models.zoo import model_files

@@ -16,34 +16,34 @@ differ from the official output by up to 240 levels of 255; with it, by at most 
 tool pads only the right and bottom (its `pre_pad`); 0 turns pre-padding off. It is applied to the whole
 image before tiling, so tiled == untiled still holds.
 
-dtype "auto": fp16 on CUDA; on a CPU with native bf16 (AVX512-BF16 or AMX) bf16 when the model's bf16
-output on a fixed probe image stays within BF16_MIN_PSNR dB of its fp32 output (checked once per
-Upscaler, two 16x16 forwards), else fp32. Measured on Real-ESRGAN x4plus: 47.1 dB on the probe, 48.4 dB
-(RGB, 8-bit output, at most 11 levels of 255) on a natural 32x32 image (tests/data/ncnn_reference);
-speed: python/bench_upscale.py, bench/results/.
+Where things live: this module is the API (`Upscaler`, its defaults and size checks, channel
+handling); `precision.py` resolves the dtype ("auto": fp16 on CUDA, bf16 on a native-bf16 CPU when a
+probe says its output stays close to fp32's); `stitch.py` pads the image and runs a tile plan of
+`tiling.py`, blending the tiles' outputs; `convert.py` turns numpy/PIL/tensor images into tensors and back.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data import imresize
 from ..ops._common import fused_mode, resolve_fused
 from . import tiling
 from .convert import to_tensor
+from .precision import dtype_reason, probe_bf16, resolve_dtype
+# re-exported: `gansr upscale` (cli.py) and python/bench_upscale.py import them from here
+from .precision import BF16_MIN_PSNR, cpu_has_native_bf16, output_psnr  # noqa: F401
+from .stitch import pad_to_multiple, reflect_pad, run_tiled
 
 DEFAULT_OVERLAP = 16  # context pixels per tile side never used for output (exactness margin)
 DEFAULT_FEATHER = 8  # half-width of the blending ramp around each tile boundary
 DEFAULT_CPU_TILE = 256
 DEFAULT_PRE_PAD = 10  # as the official ncnn tools (module docstring)
-BF16_MIN_PSNR = 40.0  # dB, bf16 vs fp32 output on the probe: the bound dtype="auto" keeps on a CPU
 # The whole output is held in CPU memory as float32 (plus the 8/16-bit copy written): 256 megapixels
 # (e.g. 16000 x 16000; a 4K frame x4 is 133) is about 3 GB for RGB. Larger asks are refused with
 # ImageTooLargeError unless the limit is raised (max_output_pixels / `gansr upscale --max-pixels`).
@@ -51,45 +51,6 @@ DEFAULT_MAX_OUTPUT_PIXELS = 256_000_000
 ALPHA_MODES = ("bicubic", "model")
 # ITU-R BT.601 luma, what PIL's convert("L") uses: turns a 3-channel model output back to gray
 _LUMA = (0.299, 0.587, 0.114)
-
-_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
-           "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
-           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-
-
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX-BF16: bf16 convolutions run natively (elsewhere oneDNN emulates them, slower
-    than fp32). torch's own query where it has one, else the Linux CPU flags."""
-    query = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    if all(callable(q) for q in query):
-        return any(q() for q in query)
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_dtype(dtype, device: torch.device) -> torch.dtype | str:
-    """None -> fp16 on CUDA, fp32 elsewhere; "auto" -> fp16 on CUDA, on a CPU with native bf16 the string
-    "probe" (the Upscaler measures bf16 against fp32), else fp32; fp16 on a CPU is refused with a
-    warning (-> fp32)."""
-    if dtype is None or dtype == "auto":
-        if device.type == "cuda":
-            return torch.float16
-        return "probe" if dtype == "auto" and device.type == "cpu" and cpu_has_native_bf16() else torch.float32
-    if isinstance(dtype, str):
-        if dtype.lower() not in _DTYPES:
-            raise ValueError(f"Upscaler: dtype must be 'auto' or one of {sorted(set(_DTYPES))}, got {dtype!r}")
-        dtype = _DTYPES[dtype.lower()]
-    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-        raise ValueError(f"Upscaler: dtype must be float32, float16 or bfloat16, got {dtype}")
-    if dtype == torch.float16 and device.type == "cpu":
-        warnings.warn("Upscaler: fp16 is not supported for inference on the CPU (many CPU kernels have no "
-                      "half-precision version); using fp32 instead (bf16 works on the CPU)", stacklevel=3)
-        return torch.float32
-    return dtype
 
 
 class ImageTooLargeError(ValueError):
@@ -110,49 +71,6 @@ def _to_gray(x: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1, keepdim=True)
 
 
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    ph, pw = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
-    if not ph and not pw:
-        return x
-    reflect = ph < x.shape[-2] and pw < x.shape[-1]
-    return F.pad(x, (0, pw, 0, ph), mode="reflect" if reflect else "replicate")
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def _dtype_reason(asked, device: torch.device, dtype: torch.dtype) -> str:
-    if asked != "auto":
-        return _dtype_name(dtype)
-    why = "CUDA" if device.type == "cuda" else "no native bf16 on this CPU"
-    return f"auto: {why} -> {_dtype_name(dtype)}"
-
-
-def _reflect_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
-    """`pad` pixels on every side: reflected, or replicated where the image is too small to reflect."""
-    if not pad:
-        return x
-    mode = "reflect" if pad < min(x.shape[-2:]) else "replicate"
-    return F.pad(x, (pad,) * 4, mode=mode)
-
-
-def _probe_image(channels: int, side: int = 16) -> torch.Tensor:
-    """Fixed image-like input for the bf16 check: smooth random field plus a little fine texture."""
-    g = torch.Generator().manual_seed(0)
-    smooth = F.interpolate(torch.rand(1, channels, side // 4, side // 4, generator=g), size=(side, side),
-                           mode="bicubic", align_corners=False)
-    return (smooth + 0.05 * torch.rand(1, channels, side, side, generator=g)).clamp(0, 1)
-
-
-def output_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR (dB, peak 1) between two model outputs clamped to [0, 1]; NaN in either gives NaN."""
-    mse = F.mse_loss(a.float().clamp(0, 1), b.float().clamp(0, 1))
-    if not bool(torch.isfinite(a).all() and torch.isfinite(b).all()):
-        return math.nan
-    return math.inf if mse == 0 else float(-10 * torch.log10(mse))
-
-
 def _load_model(model_or_path) -> nn.Module:
     if isinstance(model_or_path, nn.Module):
         return model_or_path
@@ -167,7 +85,7 @@ class Upscaler:
     """Upscale images with a generator (an `nn.Module` with a `scale` attribute, or a checkpoint path).
 
     device: None -> CUDA if available, else CPU. dtype: "fp32" | "fp16" | "bf16" | torch dtype | None
-    (fp16 on CUDA, fp32 on CPU) | "auto" (module docstring; `dtype_reason` says what it chose). pre_pad:
+    (fp16 on CUDA, fp32 on CPU) | "auto" (`precision.py`; `dtype_reason` says what it chose). pre_pad:
     input pixels reflect-padded on every side and cropped after (module docstring; 0: none). tile: None or 0 -> whole image at once; an int -> core tile size in
     input pixels; "auto" -> from free GPU memory (DEFAULT_CPU_TILE on CPU). overlap: context pixels
     per tile side (tiled == untiled when >= the receptive-field radius); feather: blending
@@ -189,7 +107,7 @@ class Upscaler:
             "cuda" if torch.cuda.is_available() else "cpu")
         asked, dtype = dtype, resolve_dtype(dtype, self.device)
         self.dtype = torch.float32 if dtype == "probe" else dtype
-        self.dtype_reason = _dtype_reason(asked, self.device, self.dtype)  # _choose_cpu_bf16 replaces it
+        self.dtype_reason = dtype_reason(asked, self.device, self.dtype)  # _choose_cpu_bf16 replaces it
         tiling.check_int("pre_pad", pre_pad, 0, who="Upscaler")
         self.pre_pad = pre_pad
         if not (tile is None or tile == "auto" or (isinstance(tile, int) and not isinstance(tile, bool) and tile >= 0)):
@@ -221,19 +139,11 @@ class Upscaler:
 
     # -- setup ---------------------------------------------------------------------------------
     def _choose_cpu_bf16(self) -> None:
-        """dtype "auto" on a native-bf16 CPU: bf16 if the PSNR of its output against fp32's on the probe
-        image is at least BF16_MIN_PSNR (a copy is probed: casting the model there and back loses bits)."""
-        probe = _probe_image(int(getattr(self.model, "in_ch", 3)))
-        bf16 = copy.deepcopy(self.model).to(torch.bfloat16)
-        with torch.inference_mode():
-            quality = output_psnr(self.model(probe), bf16(probe.bfloat16()))
-        del bf16
-        if quality >= BF16_MIN_PSNR:  # the same cast of the same fp32 weights as the probed copy
+        """dtype "auto" on a native-bf16 CPU: bf16 when `precision.probe_bf16` finds its output close to fp32's."""
+        use_bf16, self.dtype_reason = probe_bf16(self.model)
+        if use_bf16:  # the same cast of the same fp32 weights as the probed copy
             self.model.to(torch.bfloat16)
             self.dtype = torch.bfloat16
-        verdict = ">=" if quality >= BF16_MIN_PSNR else "below"
-        self.dtype_reason = (f"auto: native bf16 CPU, bf16 output {quality:.1f} dB from fp32 on the probe, "
-                             f"{verdict} {BF16_MIN_PSNR:g} dB -> {_dtype_name(self.dtype)}")
 
     def _model_scale(self) -> int:
         scale = getattr(self.model, "scale", None)
@@ -294,38 +204,13 @@ class Upscaler:
 
     def _run_tiled(self, x: torch.Tensor, tile: int, batch: int) -> torch.Tensor:
         """One (C, H, W) CPU image through the tile grid; returns the blended (C', sH, sW) output."""
-        _, h, w = x.shape
-        s = self.scale
-        plan = tiling.plan_tiles(h, w, tile, self.overlap, self.feather, self.multiple)
-        out = None
-        row_w = {r: tiling.axis_weight(r, h, plan.feather, s) for r in plan.rows}
-        col_w = {c: tiling.axis_weight(c, w, plan.feather, s) for c in plan.cols}
-        norm_h, norm_w = torch.zeros(h * s), torch.zeros(w * s)
-        for r in plan.rows:
-            norm_h[r.window[0] * s:r.window[1] * s] += row_w[r]
-        for c in plan.cols:
-            norm_w[c.window[0] * s:c.window[1] * s] += col_w[c]
-        tiles = plan.tiles()
-        bar = _progress(len(tiles), self.progress)
-        for i in range(0, len(tiles), batch):
-            group = tiles[i:i + batch]
-            inp = torch.stack([x[:, r.window[0]:r.window[1], c.window[0]:c.window[1]] for r, c in group])
-            y = self._run(inp)
-            if out is None:
-                out = torch.zeros(y.shape[1], h * s, w * s)
-            for (r, c), yt in zip(group, y):
-                weight = row_w[r][:, None] * col_w[c][None, :]
-                out[:, r.window[0] * s:r.window[1] * s, c.window[0] * s:c.window[1] * s].addcmul_(yt, weight)
-            if bar is not None:
-                bar.update(len(group))
-        if bar is not None:
-            bar.close()
-        return out.div_(norm_h[:, None] * norm_w[None, :])
+        plan = tiling.plan_tiles(*x.shape[-2:], tile, self.overlap, self.feather, self.multiple)
+        return run_tiled(self._run, x, plan, self.scale, batch, self.progress)
 
     def _run_image(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) CPU float32 with C == model channels -> (N, C', sH, sW); tiles if asked."""
         n, _, h, w = x.shape
-        x = _pad_to_multiple(_reflect_pad(x, self.pre_pad), self.multiple)
+        x = pad_to_multiple(reflect_pad(x, self.pre_pad), self.multiple)
         ph, pw = x.shape[-2:]
         s = self.scale
         rows, cols = slice(self.pre_pad * s, (self.pre_pad + h) * s), slice(self.pre_pad * s, (self.pre_pad + w) * s)
@@ -413,10 +298,3 @@ class Upscaler:
 
     __call__ = upscale
 
-
-def _progress(total: int, enabled: bool):
-    if not enabled or total <= 1:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="tiles", unit="tile", leave=False, disable=None)  # None: off when not a TTY
