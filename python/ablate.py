@@ -64,30 +64,37 @@ BUDGETS = {
     "full": Budget(400_000, 400_000, 16, 128, 64, 23, 32, 64),
 }
 
-# row name -> loss overrides on top of the `esrgan_gan` recipe
-_LPIPS = "losses.perceptual={type: lpips, weight: 1.0, args: {net: alex, pretrained: PRETRAINED}}"
-_NONE = "losses.frequency={type: fft, weight: 0.0}"
-_FFT3 = "losses.frequency={type: fft, weight: 0.3}"
-_FFT5 = "losses.frequency={type: fft, weight: 0.5}"
-_SPEC = "losses.frequency={type: spectral, weight: 1.0}"
-ROWS: dict[str, list[str]] = {
-    **{name.lower(): [f"losses.gan={{type: {name.lower()}, weight: 5.0e-3}}", _NONE]
+# row name -> loss overrides (config key -> value, `as_overrides`) on top of the `esrgan_gan` recipe
+_NONE = {"losses.frequency": {"type": "fft", "weight": 0.0}}
+_FFT3 = {"losses.frequency": {"type": "fft", "weight": 0.3}}
+_FFT5 = {"losses.frequency": {"type": "fft", "weight": 0.5}}
+_SPEC = {"losses.frequency": {"type": "spectral", "weight": 1.0}}
+_RAGP = {"losses.gan": {"type": "ragp", "weight": 5.0e-3, "args": {"lam": 1.0}}}
+_RAGAN = {"losses.gan": {"type": "ragan", "weight": 5.0e-3}}
+_WGAN_GP = {"losses.gan": {"type": "wgan-gp", "weight": 5.0e-3, "args": {"lam": 10.0}}}
+ROWS: dict[str, dict] = {
+    **{name.lower(): {"losses.gan": {"type": name.lower(), "weight": 5.0e-3}, **_NONE}
        for name in ("RaGAN", "RaHinge", "RaLS", "RcGAN", "RcHinge", "RcLS")},
-    "ragp": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 1.0}}", _NONE],
-    "ragp+fft0.3": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 1.0}}", _FFT3],
-    "ragp+fft0.5": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 1.0}}", _FFT5],
-    "ragp+spectral": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 1.0}}", _SPEC],
-    "ragp+fft0.3-complex": ["losses.gan={type: ragp, weight: 5.0e-3, args: {lam: 1.0}}",
-                            "losses.frequency={type: fft, weight: 0.3, args: {mode: complex}}"],
-    "ragan+fft0.3": ["losses.gan={type: ragan, weight: 5.0e-3}", _FFT3],
-    "ragan+spectral": ["losses.gan={type: ragan, weight: 5.0e-3}", _SPEC],
-    "wgan-gp": ["losses.gan={type: wgan-gp, weight: 5.0e-3, args: {lam: 10.0}}", _NONE],
-    "wgan-gp+fft0.3": ["losses.gan={type: wgan-gp, weight: 5.0e-3, args: {lam: 10.0}}", _FFT3],
-    "wgan-gp+spectral": ["losses.gan={type: wgan-gp, weight: 5.0e-3, args: {lam: 10.0}}", _SPEC],
-    "perceptual-vgg": ["losses.perceptual={type: vgg, weight: 1.0}", _FFT3],
-    "perceptual-lpips": [_FFT3],
-    "perceptual-dists": ["losses.perceptual={type: dists, weight: 1.0}", _FFT3],
+    "ragp": {**_RAGP, **_NONE},
+    "ragp+fft0.3": {**_RAGP, **_FFT3},
+    "ragp+fft0.5": {**_RAGP, **_FFT5},
+    "ragp+spectral": {**_RAGP, **_SPEC},
+    "ragp+fft0.3-complex": {**_RAGP, "losses.frequency": {"type": "fft", "weight": 0.3, "args": {"mode": "complex"}}},
+    "ragan+fft0.3": {**_RAGAN, **_FFT3},
+    "ragan+spectral": {**_RAGAN, **_SPEC},
+    "wgan-gp": {**_WGAN_GP, **_NONE},
+    "wgan-gp+fft0.3": {**_WGAN_GP, **_FFT3},
+    "wgan-gp+spectral": {**_WGAN_GP, **_SPEC},
+    "perceptual-vgg": {"losses.perceptual": {"type": "vgg", "weight": 1.0}, **_FFT3},
+    "perceptual-lpips": {**_FFT3},  # the LPIPS term every row has (`_lpips`)
+    "perceptual-dists": {"losses.perceptual": {"type": "dists", "weight": 1.0}, **_FFT3},
 }
+
+
+def _lpips(pretrained: bool) -> dict:
+    return {"losses.perceptual": {"type": "lpips", "weight": 1.0, "args": {"net": "alex", "pretrained": pretrained}}}
+
+
 TABLES = {
     "a": ("Adversarial loss (no frequency term)", ["ragan", "rahinge", "rals", "rcgan", "rchinge", "rcls", "ragp"]),
     "b": ("RaGP + frequency term", ["ragp", "ragp+fft0.3", "ragp+fft0.5", "ragp+spectral"]),
@@ -100,41 +107,43 @@ TABLES = {
 METRICS = ("psnr", "ssim", "niqe", "brisque", "lpips", "spectral_abs", "spectral_durall", "d_loss", "d_gap")
 
 
-def _common(args, budget: Budget, run_root: Path) -> list[str]:
-    data = ["data.train.type=samples", "data.val.type=samples"]
+def _common(args, budget: Budget, run_root: Path) -> dict:
+    data = {"data.train.type": "samples", "data.val.type": "samples"}
     if args.data_train:
-        data = [f"data.train.type=folder", f"data.train.path={args.data_train}",
-                f"data.val.type=folder", f"data.val.path={args.data_val}"]
-    return [
-        f"output_dir={run_root}", f"device={args.device}", "train.fused=auto", *data,
-        f"model.generator.nf={budget.nf}", f"model.generator.nb={budget.nb}", f"model.generator.gc={budget.gc}",
-        f"data.crop={budget.crop}", f"data.batch_size={budget.batch}", "data.num_workers=0",
-        "val.every=0", "val.metrics=[psnr]", "val.best_metric=psnr", "val.save_images=0",
-        "checkpoint.keep_last=1", "log.every=5", "log.tensorboard=false",
-    ]
+        data = {"data.train.type": "folder", "data.train.path": args.data_train,
+                "data.val.type": "folder", "data.val.path": args.data_val}
+    return {
+        "output_dir": run_root, "device": args.device, "train.fused": "auto", **data,
+        "model.generator.nf": budget.nf, "model.generator.nb": budget.nb, "model.generator.gc": budget.gc,
+        "data.crop": budget.crop, "data.batch_size": budget.batch, "data.num_workers": 0,
+        "val.every": 0, "val.metrics": ["psnr"], "val.best_metric": "psnr", "val.save_images": 0,
+        "checkpoint.keep_last": 1, "log.every": 5, "log.tensorboard": False,
+    }
 
 
 def _train_stage1(args, budget: Budget, run_root: Path) -> Path:
     from gansr_ext.train.config import load_config
+    from gansr_ext.train.demo import as_overrides
     from gansr_ext.train.trainer import Trainer
 
     it = budget.stage1_iters
-    cfg = load_config("esrgan_psnr", _common(args, budget, run_root) + [
-        "name=stage1", "seed=0", f"train.total_iters={it}", f"checkpoint.every={it}", "optim.g.lr=5e-4",
-        "scheduler={type: cosine, eta_min: 1.0e-6}"])
+    cfg = load_config("esrgan_psnr", as_overrides({
+        **_common(args, budget, run_root), "name": "stage1", "seed": 0, "train.total_iters": it,
+        "checkpoint.every": it, "optim.g.lr": 5e-4, "scheduler": {"type": "cosine", "eta_min": 1.0e-6}}))
     return Path(Trainer(cfg).train()["generator"])
 
 
 def _train_row(args, budget: Budget, run_root: Path, row: str, seed: int, stage1: Path, pretrained: bool):
     from gansr_ext.train.config import load_config
+    from gansr_ext.train.demo import as_overrides
     from gansr_ext.train.trainer import Trainer
 
     it = budget.stage2_iters
-    base = [_LPIPS.replace("PRETRAINED", str(pretrained).lower())]
-    cfg = load_config("esrgan_gan", _common(args, budget, run_root) + base + ROWS[row] + [
-        f"name={row}-seed{seed}", f"seed={seed}", f"train.total_iters={it}", f"checkpoint.every={it}",
-        f"model.pretrained_g={stage1}", "model.discriminator.type=unet",
-        f"model.discriminator.args={{nf: {budget.d_nf}}}", f"scheduler.milestones=[{max(1, it * 3 // 4)}]"])
+    cfg = load_config("esrgan_gan", as_overrides({
+        **_common(args, budget, run_root), **_lpips(pretrained), **ROWS[row],
+        "name": f"{row}-seed{seed}", "seed": seed, "train.total_iters": it, "checkpoint.every": it,
+        "model.pretrained_g": stage1, "model.discriminator.type": "unet",
+        "model.discriminator.args": {"nf": budget.d_nf}, "scheduler.milestones": [max(1, it * 3 // 4)]}))
     summary = Trainer(cfg).train()
     run_dir = run_root / f"{row}-seed{seed}"
     return Path(summary["generator"]), _term_shares(run_dir / "train_log.csv"), _d_stats(run_dir)
