@@ -110,8 +110,8 @@ METRICS = ("psnr", "ssim", "niqe", "brisque", "lpips", "spectral_abs", "spectral
 def _common(args, budget: Budget, run_root: Path) -> dict:
     data = {"data.train.type": "samples", "data.val.type": "samples"}
     if args.data_train:
-        data = {"data.train.type": "folder", "data.train.path": args.data_train,
-                "data.val.type": "folder", "data.val.path": args.data_val}
+        data = {"data.train.type": "hr_only", "data.train.root": args.data_train, "data.train.lr_root": None,
+                "data.val.type": "hr_only", "data.val.root": args.data_val, "data.val.lr_root": None}
     return {
         "output_dir": run_root, "device": args.device, "train.fused": "auto", **data,
         "model.generator.nf": budget.nf, "model.generator.nb": budget.nb, "model.generator.gc": budget.gc,
