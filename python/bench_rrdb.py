@@ -3,8 +3,8 @@
 Rows (bf16, B16 at LR 32 and LR 64 unless stated), each timed as the median of CUDA-event
 measurements after warm-up, all variants re-measured in this run:
   dense block fwd+bwd   eager autocast channels_last; fused = one fused RRDB / 3 (the op works per RRDB)
-  RRDB fwd+bwd          fused | fused with CUTLASS forward convs (GANSR_RRDB_CUTLASS=1) | + CUTLASS
-                        dgrad / wgrad (GANSR_RRDB_CUTLASS_BWD=1) | eager autocast
+  RRDB fwd+bwd          fused | fused with CUTLASS forward convs (cutlass="fwd") | + CUTLASS
+                        dgrad / wgrad (cutlass="all") | eager autocast
                         channels_last | CUDA-graphed eager / fused | torch.compile
   G (RRDBNet nb=23) fwd+bwd, same variants (+ CUDA-graphed fused), the peak memory of the step and
                         the GPU kernels it launches (profiler; the fused trunk casts its parameters
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 from pathlib import Path
@@ -51,21 +50,18 @@ def graphed(step, warmup: int = 3):
     return graph.replay
 
 
+# the CUTLASS columns: "fwd" = forward convs 1..4, "all" = + backward dgrad / wgrad
+CUTLASS_COLUMNS = {"fused_cutlass": "fwd", "fused_cutlass_bwd": "all"}
+
+
 @contextlib.contextmanager
-def cutlass_convs(bwd: bool = False):
-    """Opt the fused op's forward convs 1..4 into the CUTLASS kernels (GANSR_RRDB_CUTLASS=1) and, with
-    bwd, its backward convs into CUTLASS dgrad / wgrad (GANSR_RRDB_CUTLASS_BWD=1)."""
-    names = ["GANSR_RRDB_CUTLASS"] + (["GANSR_RRDB_CUTLASS_BWD"] if bwd else [])
-    prev = {n: os.environ.get(n) for n in names}
-    os.environ.update(dict.fromkeys(names, "1"))
+def cutlass_convs(model, mode: str):
+    """Run `model`'s fused trunk with `cutlass=mode` (gansr_ext.ops.rrdb: off | fwd | bwd | all)."""
+    prev, model.cutlass = model.cutlass, mode
     try:
         yield
     finally:
-        for n, v in prev.items():
-            if v is None:
-                del os.environ[n]
-            else:
-                os.environ[n] = v
+        model.cutlass = prev
 
 
 def train_step(model, x, grad, dtype):
@@ -95,13 +91,14 @@ def rrdb_variants(nf, gc, B, lr, dtype, args):
     x = torch.randn(B, nf, lr, lr, device=dev, dtype=dtype).contiguous(memory_format=torch.channels_last)
     x.requires_grad_()
     g = torch.randn_like(x)
-    fused = lambda: rrdb(x, rrdb_params(block), fused=True).backward(g)  # noqa: E731
+    def fused_step(cutlass="off"):
+        return lambda: rrdb(x, rrdb_params(block), fused=True, cutlass=cutlass).backward(g)
+
+    fused = fused_step()
     eager = train_step(block, x, g, dtype)
     res = {"fused": _timed(fused, args.warmup, args.reps), "eager": _timed(eager, args.warmup, args.reps)}
-    with cutlass_convs():
-        res["fused_cutlass"] = _timed(fused, args.warmup, args.reps)
-    with cutlass_convs(bwd=True):
-        res["fused_cutlass_bwd"] = _timed(fused, args.warmup, args.reps)
+    for column, mode in CUTLASS_COLUMNS.items():
+        res[column] = _timed(fused_step(mode), args.warmup, args.reps)
     res["eager_graph"] = _timed(graphed(eager), args.warmup, args.reps)
     res["fused_graph"] = _timed(graphed(fused), args.warmup, args.reps)
     if not args.no_compile:
@@ -134,10 +131,9 @@ def generator_variants(B, lr, dtype, args):
         res[name] = _timed(step, args.warmup, args.reps)
         res[name + "_graph"] = _timed(graphed(step), args.warmup, args.reps)
         if flag:
-            with cutlass_convs():
-                res["fused_cutlass"] = _timed(step, args.warmup, args.reps)
-            with cutlass_convs(bwd=True):
-                res["fused_cutlass_bwd"] = _timed(step, args.warmup, args.reps)
+            for column, mode in CUTLASS_COLUMNS.items():
+                with cutlass_convs(G, mode):
+                    res[column] = _timed(step, args.warmup, args.reps)
     G.set_fused(False)
     if not args.no_compile:
         for blk in G.body:  # regional compile: one graph per RRDB, reused 23 times
@@ -157,14 +153,14 @@ def inference(args):
         for name, flag in (("eager", False), ("fused", True)):
             G.set_fused(flag)
             res[name] = _timed(lambda: G(x), max(2, args.warmup // 2), max(3, args.reps // 4))
-        with cutlass_convs():  # fp16: CUTLASS forward convs
+        with cutlass_convs(G, "fwd"):  # fp16: CUTLASS forward convs
             res["fused_cutlass"] = _timed(lambda: G(x), max(2, args.warmup // 2), max(3, args.reps // 4))
     return size, res
 
 
 # ---------------------------------------------------------------- launch economy, on the CPU
-# The sliced algorithm (csrc/rrdb/rrdb_sliced.cpp) is backend-generic: run on the CPU with the C++
-# twins of its kernels (gansr::rrdb_sliced_fwd / _bwd), its profile shows every backend call the CUDA
+# The sliced algorithm (csrc/rrdb/rrdb_sliced.cpp) is backend-generic: the CPU op (gansr::rrdb_fwd /
+# _bwd) runs it with the C++ twins of its kernels, so its profile shows every backend call the CUDA
 # backend makes, in "rrdb::" scopes, per dense block ("rrdb::dense_block_fwd" / "_bwd").
 _BACKEND_CALLS = {"rrdb::fused_conv": "cutlass conv", "rrdb::epilogue": "epilogue", "rrdb::gather": "gather",
                   "rrdb::cutlass_dgrad": "cutlass dgrad", "rrdb::cutlass_wgrad": "cutlass wgrad"}
@@ -216,12 +212,13 @@ def _launches(event, counts: dict) -> None:
     return None
 
 
-def rrdb_launch_counts(nf=64, gc=32, shape=(2, 8, 8), fused_conv=False, deterministic=False,
-                       dtype=torch.float64, fused_bwd=False) -> dict:
+def rrdb_launch_counts(nf=64, gc=32, shape=(2, 8, 8), cutlass_fwd=False, deterministic=False,
+                       dtype=torch.float64, cutlass_bwd=False) -> dict:
     """Launches of one RRDB fwd / bwd on the CPU proxy, per dense block (each of the three, and the
-    RRDB-level rest): {"fwd": {"blocks": [counts x3], "rrdb": counts}, "bwd": {...}}. fused_conv: convs
-    1..4 through the CUTLASS argument block (emulated with ATen here, one kernel on the GPU); fused_bwd:
-    the backward through the CUTLASS dgrad / wgrad argument blocks (likewise). fp64 by
+    RRDB-level rest): {"fwd": {"blocks": [counts x3], "rrdb": counts}, "bwd": {...}}. cutlass_fwd: convs
+    1..4 through the CUTLASS argument block (rrdb_fwd(cutlass=True): emulated with ATen here, one kernel
+    on the GPU); cutlass_bwd: the backward through the CUTLASS dgrad / wgrad argument blocks
+    (rrdb_bwd(cutlass=True), likewise). fp64 by
     default: ATen's CPU fp32 convolution (oneDNN) converts weight layouts inside its backward, which
     the cuDNN path does not; the fp64 path makes the copies ATen's CUDA convolution makes."""
     from torch.profiler import ProfilerActivity, profile
@@ -244,13 +241,13 @@ def rrdb_launch_counts(nf=64, gc=32, shape=(2, 8, 8), fused_conv=False, determin
     torch.use_deterministic_algorithms(deterministic)
     try:
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as fwd:
-            out, *bufs = torch.ops.gansr.rrdb_sliced_fwd(x, params, fused_conv)
+            out, *bufs = torch.ops.gansr.rrdb_fwd(x, params, cutlass_fwd)
         with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as bwd:
-            torch.ops.gansr.rrdb_sliced_bwd(g, *bufs, params, fused_conv=fused_bwd)
+            torch.ops.gansr.rrdb_bwd(g, *bufs, params, cutlass=cutlass_bwd)
     finally:
         torch.use_deterministic_algorithms(prev)
     result = {}
-    for pas, prof, op in (("fwd", fwd, "gansr::rrdb_sliced_fwd"), ("bwd", bwd, "gansr::rrdb_sliced_bwd")):
+    for pas, prof, op in (("fwd", fwd, "gansr::rrdb_fwd"), ("bwd", bwd, "gansr::rrdb_bwd")):
         (top,) = [e for e in prof.events() if e.name == op and e.cpu_parent is None]
         blocks, rest = [], {}
         for child in top.cpu_children:
@@ -286,11 +283,12 @@ def launch_table(nb=23) -> tuple[list[dict], list[str]]:
     """Rows of the launch-economy table (per dense block, per RRDB, per G-step trunk of nb RRDBs:
     the trunk's RRDBs only) for the cuDNN backend, CUTLASS forward convs, CUTLASS forward and backward."""
     rows = []
-    for backend, fused, fused_bwd in (("cuDNN convs", False, False), ("CUTLASS fprop", True, False),
-                                      ("CUTLASS fprop+dgrad+wgrad", True, True)):
-        c = rrdb_launch_counts(fused_conv=fused, fused_bwd=fused_bwd)
+    for backend, cutlass_fwd, cutlass_bwd in (("cuDNN convs", False, False), ("CUTLASS fprop", True, False),
+                                              ("CUTLASS fprop+dgrad+wgrad", True, True)):
+        c = rrdb_launch_counts(cutlass_fwd=cutlass_fwd, cutlass_bwd=cutlass_bwd)
         fwd, bwd = c["fwd"]["blocks"][1], c["bwd"]["blocks"][1]  # a middle block (all three alike: tested)
-        det = rrdb_launch_counts(fused_conv=fused, deterministic=True, fused_bwd=fused_bwd)["bwd"]["blocks"][1]
+        det = rrdb_launch_counts(cutlass_fwd=cutlass_fwd, deterministic=True,
+                                 cutlass_bwd=cutlass_bwd)["bwd"]["blocks"][1]
         rrdb = _summed([*c["fwd"]["blocks"], c["fwd"]["rrdb"], *c["bwd"]["blocks"], c["bwd"]["rrdb"]])
         rows += [_row(backend, "dense block fwd", fwd), _row(backend, "dense block bwd", bwd),
                  _row(backend, "dense block fwd+bwd", _summed([fwd, bwd])),

@@ -34,15 +34,12 @@ def rrdb_cases():
     """Fused RRDB fwd + bwd: channel counts below / not a multiple of the 32-lane x dimension, odd
     H/W, every dtype, and the CUTLASS convs (bf16/fp16, cin/gc multiples of 8): forward, then forward
     with dgrad / wgrad."""
-    import os
-
     from gansr_ext._ext import require_extension
     from gansr_ext.ops import rrdb as R
 
-    require_extension()  # loads _C (the torch.ops.gansr.* schemas) before the fake/autograd registration
-    R._register()
+    require_extension()
 
-    def run(nf, gc, shape, dtype):
+    def run(nf, gc, shape, dtype, cutlass=(False, False)):
         n, h, w = shape
         params = []
         for _ in range(R.N_BLOCKS):
@@ -51,8 +48,8 @@ def rrdb_cases():
                 params.append(torch.randn(cout, nf + (k - 1) * gc, 3, 3, device="cuda", dtype=dtype) * 0.1)
                 params.append(torch.randn(cout, device="cuda", dtype=dtype) * 0.1)
         x = torch.randn(n, nf, h, w, device="cuda", dtype=dtype)
-        out, *bufs = torch.ops.gansr.rrdb_fwd(x, params)
-        torch.ops.gansr.rrdb_bwd(torch.randn_like(out), *bufs, params)
+        out, *bufs = torch.ops.gansr.rrdb_fwd(x, params, cutlass[0])
+        torch.ops.gansr.rrdb_bwd(torch.randn_like(out), *bufs, params, cutlass=cutlass[1])
 
     for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
         run(12, 8, (2, 7, 5), dtype)
@@ -65,16 +62,9 @@ def rrdb_cases():
         run(40, 24, (1, 90, 97), torch.bfloat16)
     finally:
         torch.use_deterministic_algorithms(False)
-    os.environ["GANSR_RRDB_CUTLASS"] = "1"
-    try:
-        for dtype in (torch.bfloat16, torch.float16):
-            run(32, 16, (2, 9, 7), dtype)
-        os.environ["GANSR_RRDB_CUTLASS_BWD"] = "1"  # + CUTLASS dgrad (accumulating) and wgrad
-        for dtype in (torch.bfloat16, torch.float16):
-            run(32, 16, (2, 9, 7), dtype)
-    finally:
-        os.environ.pop("GANSR_RRDB_CUTLASS")
-        os.environ.pop("GANSR_RRDB_CUTLASS_BWD", None)
+    for dtype in (torch.bfloat16, torch.float16):
+        run(32, 16, (2, 9, 7), dtype, cutlass=(True, False))
+        run(32, 16, (2, 9, 7), dtype, cutlass=(True, True))  # + CUTLASS dgrad (accumulating) and wgrad
 
 
 CASES = [fft_loss_cases, gradient_penalty_cases, rrdb_cases]

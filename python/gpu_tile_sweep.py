@@ -3,7 +3,7 @@ valid one (issue 14; run by python/gpu_check.sh).
 
 For B16 x 64 ch x LR 32 and 64 (ESRGAN's nf 64 / gc 32, bf16, channels_last) and every tile of
 rrdb_kernels.h (0 = 128x32x64, the default; 1 = 64x32x64; 2 = 256x32x32) the RRDB forward with
-GANSR_RRDB_CUTLASS=1 is timed (median of CUDA events) after checking that the tile is valid: no conv fell
+cutlass="fwd" is timed (median of CUDA events) after checking that the tile is valid: no conv fell
 back to cuDNN (gansr_ext.ops.rrdb.cutlass_fallbacks) and the output matches tile 0's within bf16
 rounding. The tile is set through the extension's unmangled `gansr_rrdb_set_fprop_tile` (ctypes; the
 process-wide setter of rrdb_cutlass.cu), restored to the previous one at the end.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -46,7 +45,6 @@ def sweep(lrs, batch=16, nf=64, gc=32, warmup=5, reps=30) -> dict:
 
     set_tile = tile_setter()
     prev = set_tile(0)
-    os.environ["GANSR_RRDB_CUTLASS"] = "1"
     dev = torch.device("cuda")
     rows = []
     try:
@@ -59,7 +57,7 @@ def sweep(lrs, batch=16, nf=64, gc=32, warmup=5, reps=30) -> dict:
             ref = None
             for tile, name in TILES.items():
                 assert set_tile(tile) >= 0
-                fwd = lambda: R.rrdb(x, params, fused=True)  # noqa: E731
+                fwd = lambda: R.rrdb(x, params, fused=True, cutlass="fwd")  # noqa: E731
                 with torch.no_grad():
                     R.cutlass_fallbacks(reset=True)
                     out = fwd().float()

@@ -148,7 +148,7 @@ def test_rrdbnet_fused_flag_without_op_is_a_clear_error(monkeypatch):
 def test_rrdbnet_fused_flag_routes_trunk_and_keeps_state_dict(monkeypatch):
     calls = []
 
-    def fake_trunk(feat, body):
+    def fake_trunk(feat, body, cutlass="off"):
         calls.append(feat.shape)
         return body(feat)
 

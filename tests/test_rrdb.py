@@ -1,4 +1,13 @@
-"""Fused RRDB op (`gansr::rrdb_fwd` / `rrdb_bwd`) against the pure-PyTorch reference."""
+"""Fused RRDB op (`gansr::rrdb_fwd` / `rrdb_bwd`) against the pure-PyTorch reference.
+
+The CPU op runs the same sliced algorithm as the CUDA op (csrc/rrdb/rrdb_sliced.cpp) with loop twins of
+its kernels, so the CPU tests check the CUDA path's glue; `cutlass=True` runs the CUTLASS-shaped path
+(fused-conv argument blocks, accumulating dgrad), emulated with ATen on the CPU. Properties that hold on
+both devices are one test parametrised by `device`; the cuda ones carry requires_cuda and "cuda" in
+their id (gpu_check.sh selects `-k cuda`)."""
+
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -6,6 +15,8 @@ from conftest import requires_cuda
 
 from gansr_ext._ext import require_extension
 from gansr_ext.ops import rrdb as R
+
+DEVICES = ["cpu", pytest.param("cuda", marks=requires_cuda)]
 
 
 @pytest.fixture(autouse=True)
@@ -30,9 +41,9 @@ def fwd_bwd(fn, x, params, grad):
     return out, grads
 
 
-def assert_parity(x, params, atol, rtol, fused_device_check=None):
+def assert_parity(x, params, atol, rtol, cutlass="off"):
     grad = torch.randn(x.shape, dtype=x.dtype, device=x.device)
-    out_f, g_f = fwd_bwd(lambda a, p: R.rrdb(a, p, fused=True), x, params, grad)
+    out_f, g_f = fwd_bwd(lambda a, p: R.rrdb(a, p, fused=True, cutlass=cutlass), x, params, grad)
     out_r, g_r = fwd_bwd(R.rrdb_reference, x, params, grad)
     torch.testing.assert_close(out_f, out_r, atol=atol, rtol=rtol)
     names = ["x"] + [f"rdb{b + 1}.conv{k + 1}.{n}" for b in range(3) for k in range(5) for n in ("weight", "bias")]
@@ -40,11 +51,13 @@ def assert_parity(x, params, atol, rtol, fused_device_check=None):
         torch.testing.assert_close(a, b, atol=atol, rtol=rtol, msg=lambda m, name=name: f"grad of {name}: {m}")
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("cutlass", ["off", "all"])
 @pytest.mark.parametrize("nf,gc,shape", [(16, 8, (2, 6, 5)), (32, 16, (1, 7, 9)), (8, 4, (3, 1, 4))])
-def test_fp64_parity_outputs_and_all_grads(nf, gc, shape, fresh_seed):
+def test_fp64_parity_outputs_and_all_grads(nf, gc, shape, cutlass, device, fresh_seed):
     n, h, w = shape
-    x = torch.randn(n, nf, h, w, dtype=torch.float64, requires_grad=True)
-    assert_parity(x, make_params(nf, gc), atol=1e-11, rtol=1e-10)
+    x = torch.randn(n, nf, h, w, dtype=torch.float64, device=device, requires_grad=True)
+    assert_parity(x, make_params(nf, gc, device=device), atol=1e-11, rtol=1e-10, cutlass=cutlass)
 
 
 def test_gradcheck_all_inputs():
@@ -55,9 +68,37 @@ def test_gradcheck_all_inputs():
     assert torch.autograd.gradcheck(fn, (x, *params), fast_mode=True)
 
 
-def test_fp32_parity_with_64_32_channels(fresh_seed):
-    x = torch.randn(2, 64, 6, 5, requires_grad=True)
-    assert_parity(x, make_params(64, 32, torch.float32, scale=0.05), atol=2e-4, rtol=1e-4)
+@pytest.fixture
+def no_tf32():
+    """True fp32 GEMMs on CUDA (cuDNN would use TF32 otherwise); nothing changes on the CPU."""
+    prev = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = prev
+
+
+# device: (nf, gc, (n, h, w), parameter scale, atol) of the fp32 cases (rtol 1e-4)
+FP32_CASES = {"cpu": (64, 32, (2, 6, 5), 0.05, 2e-4), "cuda": (32, 16, (2, 9, 7), 0.1, 1e-4)}
+
+
+def _fp32_case(device, weights=torch.contiguous_format):
+    nf, gc, (n, h, w), scale, atol = FP32_CASES[device]
+    params = make_params(nf, gc, torch.float32, device=device, scale=scale)
+    params = [p.detach().contiguous(memory_format=weights).requires_grad_() if p.dim() == 4 else p for p in params]
+    return torch.randn(n, nf, h, w, device=device, requires_grad=True), params, atol
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fp32_parity(device, no_tf32, fresh_seed):
+    x, params, atol = _fp32_case(device)
+    assert_parity(x, params, atol=atol, rtol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_channels_last_weights_parity(device, no_tf32, fresh_seed):
+    # a model moved to channels_last; see also test_channels_last_weights_reach_the_convs_uncopied
+    x, params, atol = _fp32_case(device, weights=torch.channels_last)
+    assert_parity(x, params, atol=atol, rtol=1e-4)
 
 
 def test_output_is_channels_last_and_input_layouts_do_not_matter():
@@ -101,15 +142,8 @@ def test_saved_buffers_hold_block_inputs_and_activations():
     x = torch.randn(1, nf, 4, 5, dtype=torch.float64)
     params = [p.detach() for p in make_params(nf, gc)]
     _, *bufs = torch.ops.gansr.rrdb_fwd(x, params)
-    h = x
-    for b, buf in enumerate(bufs):
-        p = params[10 * b:10 * (b + 1)]
-        feats = [h]
-        for k in range(4):
-            feats.append(torch.nn.functional.leaky_relu(
-                torch.nn.functional.conv2d(torch.cat(feats, 1), p[2 * k], p[2 * k + 1], padding=1), 0.2))
-        torch.testing.assert_close(buf, torch.cat(feats, 1))
-        h = R.dense_block_reference(h, p)
+    for buf, ref in zip(bufs, reference_buffers(x, params), strict=True):
+        torch.testing.assert_close(buf, ref)
 
 
 def test_repeated_calls_are_bitwise_identical():
@@ -125,16 +159,18 @@ def test_repeated_calls_are_bitwise_identical():
 
 def test_opcheck():
     torch.manual_seed(5)
-    R._register()
     params = [p.detach().requires_grad_() for p in make_params(8, 4, torch.float32)]
     x = torch.randn(2, 8, 5, 4, requires_grad=True)
     torch.library.opcheck(torch.ops.gansr.rrdb_fwd.default, (x, params))
     torch.library.opcheck(torch.ops.gansr.rrdb_fwd.default, (x.detach(), [p.detach() for p in params]))
+    torch.library.opcheck(torch.ops.gansr.rrdb_fwd.default, (x, params, True), {"cutlass_bwd": True})
     _, *bufs = torch.ops.gansr.rrdb_fwd(x.detach(), [p.detach() for p in params])
     torch.library.opcheck(torch.ops.gansr.rrdb_bwd.default,
                           (torch.randn(2, 8, 5, 4), *bufs, [p.detach() for p in params]))
     torch.library.opcheck(torch.ops.gansr.rrdb_bwd.default,
                           (torch.randn(2, 8, 5, 4), *bufs, [p.detach() for p in params], False))
+    torch.library.opcheck(torch.ops.gansr.rrdb_bwd.default,
+                          (torch.randn(2, 8, 5, 4), *bufs, [p.detach() for p in params], True, True))
     # channels_last weights (a model moved to channels_last) get channels_last weight gradients
     cl = [p.detach().contiguous(memory_format=torch.channels_last) if p.dim() == 4 else p.detach() for p in params]
     torch.library.opcheck(torch.ops.gansr.rrdb_bwd.default, (torch.randn(2, 8, 5, 4), *bufs, cl))
@@ -167,11 +203,18 @@ def assert_low_precision_like_eager(x64, params64, dtype):
     assert fused[0] < 0.05 and fused[1] < 0.5, fused  # and both are sane (bf16 grads of small params are coarse)
 
 
-def test_bf16_on_cpu_as_accurate_as_eager_bf16():
-    # CPU sibling of the CUDA low-precision test
-    torch.manual_seed(6)
-    x = torch.randn(2, 16, 6, 5, dtype=torch.float64, requires_grad=True)
-    assert_low_precision_like_eager(x, make_params(16, 8, scale=0.1), torch.bfloat16)
+# device: (nf, gc, (n, h, w), parameter scale, seed)
+LOW_PRECISION_CASES = {"cpu": (16, 8, (2, 6, 5), 0.1, 6), "cuda": (64, 32, (3, 11, 13), 0.05, 8)}
+
+
+@pytest.mark.parametrize("device,dtype", [("cpu", torch.bfloat16),
+                                          pytest.param("cuda", torch.bfloat16, marks=requires_cuda),
+                                          pytest.param("cuda", torch.float16, marks=requires_cuda)])
+def test_low_precision_as_accurate_as_eager(device, dtype):
+    nf, gc, (n, h, w), scale, seed = LOW_PRECISION_CASES[device]
+    torch.manual_seed(seed)
+    x = torch.randn(n, nf, h, w, dtype=torch.float64, device=device, requires_grad=True)
+    assert_low_precision_like_eager(x, make_params(nf, gc, device=device, scale=scale), dtype)
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -208,45 +251,74 @@ def _run_ops(fwd, bwd, x, params, g):
     return [*out, gx, *gw, gb]
 
 
-@pytest.mark.parametrize("fused_conv", [False, True], ids=["cudnn-glue", "cutlass-glue"])
+def _cpu_ops(cutlass):
+    """(fwd, bwd) of the CPU op with the ATen convs (False) or the CUTLASS-shaped path (True)."""
+    return (lambda x, p: torch.ops.gansr.rrdb_fwd(x, p, cutlass),
+            lambda *a: torch.ops.gansr.rrdb_bwd(*a, cutlass=cutlass))
+
+
+def reference_buffers(x, params):
+    """The three saved buffers of the op, from the reference: [block input | x_1 | x_2 | x_3 | x_4]."""
+    bufs, h = [], x
+    for b in range(R.N_BLOCKS):
+        p = params[2 * R.N_CONVS * b:2 * R.N_CONVS * (b + 1)]
+        feats = [h]
+        for k in range(1, R.N_CONVS):
+            feats.append(torch.nn.functional.leaky_relu(
+                torch.nn.functional.conv2d(torch.cat(feats, 1), R.weight(p, 0, k), R.bias(p, 0, k), padding=1), 0.2))
+        bufs.append(torch.cat(feats, 1))
+        h = R.dense_block_reference(h, p)
+    return bufs
+
+
+def _reference_ops(x, params, g):
+    """What _run_ops returns, from the pure-PyTorch reference and autograd."""
+    xr, pr = x.detach().requires_grad_(), [p.detach().requires_grad_() for p in params]
+    out = R.rrdb_reference(xr, pr)
+    gx, *gp = torch.autograd.grad(out, [xr, *pr], g)
+    gb = torch.cat([R.bias(gp, b, k) for b in range(R.N_BLOCKS) for k in range(1, R.N_CONVS + 1)])
+    return [out.detach(), *reference_buffers(x, params), gx, *gp[0::2], gb]
+
+
+@pytest.mark.parametrize("cutlass", [False, True], ids=["aten-convs", "cutlass-shaped"])
 @pytest.mark.parametrize("nf,gc,shape", [(16, 8, (2, 5, 3)), (3, 1, (2, 1, 4))])
-def test_cuda_glue_emulated_on_cpu_matches_cpu_twin(nf, gc, shape, fused_conv, poison):
-    """`rrdb_sliced_*` run the CUDA path's algorithm (rrdb_sliced.cpp: convs on prefix views, gathers
-    instead of in-place adds) with C++ loop twins of its kernels: it must equal the CPU twin.
-    fused_conv: convs 1..4 through the argument block of the CUTLASS conv (raw pointers, pixel strides,
-    KRSC weights), and the backward through the CUTLASS dgrad (accumulating into one gradient buffer)
-    and wgrad argument blocks, emulated with ATen."""
+def test_cpu_op_with_either_conv_path_equals_the_reference(nf, gc, shape, cutlass, poison):
+    """The CUDA path's algorithm (rrdb_sliced.cpp: convs on prefix views, gathers instead of in-place
+    adds) with C++ loop twins of its kernels. cutlass: convs 1..4 through the argument block of the
+    CUTLASS conv (raw pointers, pixel strides, KRSC weights), and the backward through the CUTLASS
+    dgrad (accumulating into one gradient buffer) and wgrad argument blocks, emulated with ATen. Every
+    output (out, buffers, grad x, weight and bias gradients) equals the reference, with the same
+    layouts either way."""
     torch.manual_seed(9)
     n, h, w = shape
     params = [p.detach() for p in make_params(nf, gc, scale=0.1)]
     x = torch.randn(n, nf, h, w, dtype=torch.float64)
     g = torch.randn(n, nf, h, w, dtype=torch.float64)
-    twin = _run_ops(torch.ops.gansr.rrdb_fwd, torch.ops.gansr.rrdb_bwd, x, params, g)
-    glue = _run_ops(lambda a, p: torch.ops.gansr.rrdb_sliced_fwd(a, p, fused_conv),
-                    lambda *a: torch.ops.gansr.rrdb_sliced_bwd(*a, fused_conv=fused_conv), x, params, g)
-    for i, (a, b) in enumerate(zip(glue, twin)):
+    got = _run_ops(*_cpu_ops(cutlass), x, params, g)
+    other = _run_ops(*_cpu_ops(not cutlass), x, params, g)
+    for i, (a, b, r) in enumerate(zip(got, other, _reference_ops(x, params, g), strict=True)):
         assert a.stride() == b.stride(), i
-        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12, msg=lambda m, i=i: f"output {i}: {m}")
+        torch.testing.assert_close(a, r, atol=1e-12, rtol=1e-12, msg=lambda m, i=i: f"output {i}: {m}")
 
 
-def test_cuda_glue_emulated_on_cpu_in_bf16_is_as_accurate_as_the_twin():
+def test_cutlass_shaped_path_in_bf16_is_as_accurate_as_the_aten_convs():
     torch.manual_seed(10)
     nf, gc = 32, 16
     params = [p.detach() for p in make_params(nf, gc, scale=0.1)]
     x, g = torch.randn(2, 2, nf, 4, 5, dtype=torch.float64)
     ref = _run_ops(torch.ops.gansr.rrdb_fwd, torch.ops.gansr.rrdb_bwd, x, params, g)
 
-    def errors(fwd, bwd):
-        low = _run_ops(fwd, bwd, x.bfloat16(), [p.bfloat16() for p in params], g.bfloat16())
+    def errors(cutlass):
+        low = _run_ops(*_cpu_ops(cutlass), x.bfloat16(), [p.bfloat16() for p in params], g.bfloat16())
         assert all(t.dtype == torch.bfloat16 for t in low)
         return [((a.double() - b).abs().max() / b.abs().max()).item() for a, b in zip(low, ref)]
 
-    twin = errors(torch.ops.gansr.rrdb_fwd, torch.ops.gansr.rrdb_bwd)
-    glue = errors(torch.ops.gansr.rrdb_sliced_fwd, torch.ops.gansr.rrdb_sliced_bwd)
+    aten, shaped = errors(False), errors(True)
     # both round to bf16 at different points (exactness is the fp64 test's job); the weight gradients of
     # this tiny image (40 pixels) are cancellation-heavy sums, so compare the error class on average
-    assert max(glue[:4]) < 0.02, glue[:4]  # forward: output and buffers
-    assert sum(glue) / len(glue) <= 1.5 * sum(twin) / len(twin) + 0.02, (glue, twin)
+    for errs in (aten, shaped):
+        assert max(errs[:4]) < 0.02, errs[:4]  # forward: output and buffers
+    assert sum(shaped) / len(shaped) <= 1.5 * sum(aten) / len(aten) + 0.02, (shaped, aten)
 
 
 def _profile(fn):
@@ -281,7 +353,7 @@ def _inside_op(event, prefix="gansr::"):
     return False
 
 
-def _sliced_case(nf=16, gc=8, shape=(2, 5, 6), weights=torch.channels_last, dtype=torch.float64):
+def _cpu_case(nf=16, gc=8, shape=(2, 5, 6), weights=torch.channels_last, dtype=torch.float64):
     torch.manual_seed(13)
     n, h, w = shape  # h, w != 3: activations and weights are told apart by shape
     params = [p.detach().to(dtype) for p in make_params(nf, gc, scale=0.1)]
@@ -291,23 +363,26 @@ def _sliced_case(nf=16, gc=8, shape=(2, 5, 6), weights=torch.channels_last, dtyp
     return x, params, g
 
 
-def test_cuda_glue_keeps_channels_last_weights():
+def test_channels_last_weights_reach_the_convs_uncopied():
     """A channels_last model's weights reach the convolutions as they are: no weight copy anywhere
-    in the CUDA path's glue, forward or backward (it used to copy each one to OIHW, and ATen back)."""
-    x, params, g = _sliced_case(weights=torch.channels_last)
-    (out, *bufs), fwd = _profile(lambda: torch.ops.gansr.rrdb_sliced_fwd(x, params))
-    (_, grad_w, _), bwd = _profile(lambda: torch.ops.gansr.rrdb_sliced_bwd(g, *bufs, params))
+    in the CUDA path's glue, forward or backward (it used to copy each one to OIHW, and ATen back);
+    the results equal those of contiguous weights. (cutlass=True: the CPU's ATen emulation of the
+    KRSC argument blocks copies, the CUTLASS kernels read them in place.)"""
+    fwd_op, bwd_op = _cpu_ops(False)
+    x, params, g = _cpu_case(weights=torch.channels_last)
+    (out, *bufs), fwd = _profile(lambda: fwd_op(x, params))
+    (_, grad_w, _), bwd = _profile(lambda: bwd_op(g, *bufs, params))
     for name, events in (("forward", fwd), ("backward", bwd)):
         weight_copies = {k: v for k, v in _copies(events).items() if k[0] == "weight"}
         assert weight_copies == {}, (name, weight_copies)
     assert all(gw.is_contiguous(memory_format=torch.channels_last) and not gw.is_contiguous() for gw in grad_w)
-    twin = _run_ops(torch.ops.gansr.rrdb_fwd, torch.ops.gansr.rrdb_bwd, x, params, g)
-    glue = _run_ops(torch.ops.gansr.rrdb_sliced_fwd, torch.ops.gansr.rrdb_sliced_bwd, x, params, g)
-    for a, b in zip(glue, twin):
+    cl = _run_ops(fwd_op, bwd_op, x, params, g)
+    contiguous = _run_ops(fwd_op, bwd_op, x, [p.contiguous() for p in params], g)
+    for a, b in zip(cl, contiguous, strict=True):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
 
 
-def test_cuda_glue_activation_copies_per_rrdb():
+def test_activation_copies_per_rrdb():
     """Baseline the performance work drives to zero: ATen's convolution makes every strided
     channel-prefix view contiguous before the GEMM (`input.contiguous()` in `_convolution` /
     `convolution_backward`), one copy per conv 1..4 of each dense block: 12 per RRDB forward and 12
@@ -315,9 +390,9 @@ def test_cuda_glue_activation_copies_per_rrdb():
     CPU makes the same copies). Only the CUTLASS forward (GPU, opt-in) reads prefixes through their
     pixel stride; avoiding the backward copies needs strided cuDNN descriptors, i.e. direct cuDNN
     calls instead of ATen's."""
-    x, params, g = _sliced_case(weights=torch.channels_last)
-    (out, *bufs), fwd = _profile(lambda: torch.ops.gansr.rrdb_sliced_fwd(x, params))
-    _, bwd = _profile(lambda: torch.ops.gansr.rrdb_sliced_bwd(g, *bufs, params))
+    x, params, g = _cpu_case(weights=torch.channels_last)
+    (out, *bufs), fwd = _profile(lambda: torch.ops.gansr.rrdb_fwd(x, params))
+    _, bwd = _profile(lambda: torch.ops.gansr.rrdb_bwd(g, *bufs, params))
     assert _copies(fwd).get(("activation", "conv"), 0) == 12, _copies(fwd)
     assert _copies(bwd).get(("activation", "conv"), 0) == 12, _copies(bwd)
     # the glue's own copies: x into the first buffer, nothing in backward
@@ -341,11 +416,18 @@ def _op_calls(fn, op):
     return out, calls
 
 
-@pytest.mark.parametrize("ops", ["twin", "cuda-glue"])
-def test_bwd_without_param_grads_computes_only_grad_x(ops, poison):
-    x, params, g = _sliced_case(weights=torch.contiguous_format)
-    fwd, bwd = ((torch.ops.gansr.rrdb_fwd, torch.ops.gansr.rrdb_bwd) if ops == "twin" else
-                (torch.ops.gansr.rrdb_sliced_fwd, torch.ops.gansr.rrdb_sliced_bwd))
+def _named_args(op, call):
+    """A logged call of `op` as {argument name: value}, defaults filled in (the log omits them)."""
+    args, kwargs = call
+    named = {a.name: a.default_value for a in op._schema.arguments if a.has_default_value()}
+    named.update(zip([a.name for a in op._schema.arguments], args))
+    return {**named, **kwargs}
+
+
+@pytest.mark.parametrize("cutlass", [False, True], ids=["aten-convs", "cutlass-shaped"])
+def test_bwd_without_param_grads_computes_only_grad_x(cutlass, poison):
+    x, params, g = _cpu_case(weights=torch.contiguous_format)
+    fwd, bwd = _cpu_ops(cutlass)
     _, *bufs = fwd(x, params)
     gx_all, _, _ = bwd(g, *bufs, params)
     gx, gw, gb = bwd(g, *bufs, params, False)
@@ -362,14 +444,14 @@ def test_frozen_params_skip_the_parameter_gradients():
     g = torch.randn(2, 8, 4, 5, dtype=torch.float64)
     (gx,), calls = _op_calls(lambda: torch.autograd.grad(R.rrdb(x, params, fused=True), x, g),
                              torch.ops.gansr.rrdb_bwd.default)
-    assert len(calls) == 1 and calls[0][0][5:] == (False,), calls[0][0][5:]
+    assert len(calls) == 1 and _named_args(torch.ops.gansr.rrdb_bwd.default, calls[0])["need_param_grads"] is False
     (gx_ref,) = torch.autograd.grad(R.rrdb_reference(x, params), x, g)
     torch.testing.assert_close(gx, gx_ref, atol=1e-12, rtol=1e-12)
     # and with trainable parameters they are computed
     trainable = [p.clone().requires_grad_() for p in params]
     _, calls = _op_calls(lambda: torch.autograd.grad(R.rrdb(x, trainable, fused=True), [x, *trainable], g),
                          torch.ops.gansr.rrdb_bwd.default)
-    assert calls[0][0][5:] in ((), (True,)), calls[0][0][5:]
+    assert _named_args(torch.ops.gansr.rrdb_bwd.default, calls[0])["need_param_grads"] is True
 
 
 def test_double_backward_is_a_clear_error():
@@ -396,21 +478,21 @@ def _bias_reductions(events):
     return sum(e.name == "aten::sum" for e in events)
 
 
-def test_cuda_glue_bias_grads_without_atomics_when_deterministic(deterministic, poison):
+def test_bias_grads_without_atomics_when_deterministic(deterministic, poison):
     """torch.use_deterministic_algorithms(True): each gather writes one partial row per CUDA block
     (gather_grid_x(M) rows; here M = 60 pixels: 8 rows, the last one partly filled) and the glue sums
     the rows (ATen, fixed order): 15 row sums per backward, one per bias gradient; the result equals
-    the CPU twin's. Without it, atomics and no sums (checked below)."""
-    x, params, g = _sliced_case(weights=torch.contiguous_format)
-    out, *bufs = torch.ops.gansr.rrdb_sliced_fwd(x, params)
-    (gx, gw, gb), events = _profile(lambda: torch.ops.gansr.rrdb_sliced_bwd(g, *bufs, params))
+    the reference's. Without it, atomics (CPU: chunk sums inside the gather) and no sums (checked below)."""
+    x, params, g = _cpu_case(weights=torch.contiguous_format)
+    out, *bufs = torch.ops.gansr.rrdb_fwd(x, params)
+    (gx, gw, gb), events = _profile(lambda: torch.ops.gansr.rrdb_bwd(g, *bufs, params))
     assert _bias_reductions(events) == 15
-    _, _, gb_twin = torch.ops.gansr.rrdb_bwd(g, *bufs, params)
-    torch.testing.assert_close(gb, gb_twin, atol=1e-12, rtol=1e-12)
+    gb_ref = _reference_ops(x, params, g)[-1]
+    torch.testing.assert_close(gb, gb_ref, atol=1e-12, rtol=1e-12)
     torch.use_deterministic_algorithms(False)
-    (_, _, gb_atomic), events = _profile(lambda: torch.ops.gansr.rrdb_sliced_bwd(g, *bufs, params))
+    (_, _, gb_atomic), events = _profile(lambda: torch.ops.gansr.rrdb_bwd(g, *bufs, params))
     assert _bias_reductions(events) == 0
-    torch.testing.assert_close(gb_atomic, gb_twin, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(gb_atomic, gb_ref, atol=1e-12, rtol=1e-12)
 
 
 def test_trunk_casts_all_parameters_at_once_under_autocast():
@@ -449,7 +531,7 @@ def test_cast_params_keeps_values_layouts_and_grad_dtypes():
         torch.testing.assert_close(gr, w.bfloat16().float(), atol=0, rtol=0)
 
 
-# ---------------------------------------------------------------- CUDA (each with a CPU sibling above)
+# ---------------------------------------------------------------- CUDA only (each with a CPU sibling above)
 
 def _cuda_case(dtype, nf=32, gc=16, shape=(2, 9, 7)):
     torch.manual_seed(7)
@@ -460,44 +542,10 @@ def _cuda_case(dtype, nf=32, gc=16, shape=(2, 9, 7)):
 
 
 @requires_cuda
-def test_cuda_fp32_parity():
-    x, params = _cuda_case(torch.float32)
-    prev = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False  # compare true fp32 GEMMs
-    try:
-        assert_parity(x.requires_grad_(), params, atol=1e-4, rtol=1e-4)
-    finally:
-        torch.backends.cudnn.allow_tf32 = prev
-
-
-@requires_cuda
-def test_cuda_channels_last_weights_parity():
-    # CPU sibling: test_cuda_glue_keeps_channels_last_weights
-    x, params = _cuda_case(torch.float32)
-    params = [p.detach().contiguous(memory_format=torch.channels_last).requires_grad_() if p.dim() == 4 else p
-              for p in params]
-    prev = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        assert_parity(x.requires_grad_(), params, atol=1e-4, rtol=1e-4)
-    finally:
-        torch.backends.cudnn.allow_tf32 = prev
-
-
-@requires_cuda
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_cuda_low_precision_as_accurate_as_eager(dtype):
-    torch.manual_seed(8)
-    x = torch.randn(3, 64, 11, 13, dtype=torch.float64, device="cuda", requires_grad=True)
-    assert_low_precision_like_eager(x, make_params(64, 32, device="cuda", scale=0.05), dtype)
-
-
-@requires_cuda
 def test_cuda_graph_capture_replays_eager_result():
     x, params = _cuda_case(torch.bfloat16, nf=32, gc=16, shape=(2, 8, 8))
     x = x.bfloat16()
     params = [p.detach().bfloat16() for p in params]
-    R._register()
     g = torch.randn(2, 32, 8, 8, device="cuda", dtype=torch.bfloat16)
 
     def step():
@@ -537,18 +585,16 @@ def _cutlass_launches(fn):
 
 @requires_cuda
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_cuda_cutlass_convs_match_the_cudnn_path(dtype, monkeypatch):
-    # CPU siblings: test_cuda_glue_emulated_on_cpu_matches_cpu_twin[cutlass-glue], test_rrdb_cutlass.py
+def test_cuda_cutlass_convs_match_the_cudnn_path(dtype):
+    # CPU siblings: test_cpu_op_with_either_conv_path_equals_the_reference[cutlass-shaped], test_rrdb_cutlass.py
     torch.manual_seed(12)
     params = [p.detach().to(dtype) for p in make_params(64, 32, torch.float32, device="cuda", scale=0.05)]
     x = torch.randn(2, 64, 9, 7, device="cuda").to(dtype)
-    monkeypatch.delenv("GANSR_RRDB_CUTLASS", raising=False)
     cudnn, n_off = _cutlass_launches(lambda: torch.ops.gansr.rrdb_fwd(x, params))
-    monkeypatch.setenv("GANSR_RRDB_CUTLASS", "1")
     R.cutlass_fallbacks(reset=True)
-    cutlass, n_on = _cutlass_launches(lambda: torch.ops.gansr.rrdb_fwd(x, params))
+    cutlass, n_on = _cutlass_launches(lambda: torch.ops.gansr.rrdb_fwd(x, params, True))
     # without this the test would compare cuDNN with cuDNN whenever the CUTLASS path falls back
-    assert n_on - n_off >= 12, (f"GANSR_RRDB_CUTLASS=1 ran {n_on - n_off} CUTLASS convs, expected 4 per dense block: "
+    assert n_on - n_off >= 12, (f"rrdb_fwd(cutlass=True) ran {n_on - n_off} CUTLASS convs, expected 4 per dense block: "
                                 f"built without nvidia-cutlass (build_info) or can_implement refused the problem "
                                 f"({R.cutlass_fallbacks()} fallbacks counted)")
     assert R.cutlass_fallbacks() == 0
@@ -559,21 +605,18 @@ def test_cuda_cutlass_convs_match_the_cudnn_path(dtype, monkeypatch):
 
 @requires_cuda
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_cuda_cutlass_backward_matches_the_cudnn_path(dtype, monkeypatch):
+def test_cuda_cutlass_backward_matches_the_cudnn_path(dtype):
     # CPU siblings: test_rrdb_cutlass.py::test_cutlass_backward_through_the_sliced_algorithm_in_fp64,
-    # test_cuda_glue_emulated_on_cpu_matches_cpu_twin[cutlass-glue]
+    # test_cpu_op_with_either_conv_path_equals_the_reference[cutlass-shaped]
     torch.manual_seed(15)
     params = [p.detach().to(dtype) for p in make_params(64, 32, torch.float32, device="cuda", scale=0.05)]
     params = [p.contiguous(memory_format=torch.channels_last) if p.dim() == 4 else p for p in params]
     x = torch.randn(2, 64, 9, 7, device="cuda").to(dtype)
-    monkeypatch.delenv("GANSR_RRDB_CUTLASS", raising=False)
-    monkeypatch.delenv("GANSR_RRDB_CUTLASS_BWD", raising=False)
     out, *bufs = torch.ops.gansr.rrdb_fwd(x, params)
     g = torch.randn_like(out)
     cudnn, n_off = _cutlass_launches(lambda: torch.ops.gansr.rrdb_bwd(g, *bufs, params))
-    monkeypatch.setenv("GANSR_RRDB_CUTLASS_BWD", "1")
     R.cutlass_fallbacks(reset=True)
-    cutlass, n_on = _cutlass_launches(lambda: torch.ops.gansr.rrdb_bwd(g, *bufs, params))
+    cutlass, n_on = _cutlass_launches(lambda: torch.ops.gansr.rrdb_bwd(g, *bufs, params, cutlass=True))
     assert (n_on - n_off, R.cutlass_fallbacks()) == (30, 0), "15 dgrad + 15 wgrad per RRDB, none declined"
     (gx_c, gw_c, gb_c), (gx_d, gw_d, gb_d) = cutlass, cudnn
     for name, a, b in [("grad_x", gx_c, gx_d), ("grad_biases", gb_c, gb_d)] + [
@@ -584,16 +627,14 @@ def test_cuda_cutlass_backward_matches_the_cudnn_path(dtype, monkeypatch):
 
 
 @requires_cuda
-def test_cuda_cutlass_declined_convs_fall_back_and_are_counted(monkeypatch):
+def test_cuda_cutlass_declined_convs_fall_back_and_are_counted():
     # CPU sibling: test_rrdb_cutlass.py::test_declined_problems_fall_back_to_the_aten_conv_and_are_counted
     torch.manual_seed(14)
     params = [p.detach().half() for p in make_params(12, 4, torch.float32, device="cuda", scale=0.1)]
     x = torch.randn(2, 12, 5, 4, device="cuda").half()  # 12 / 4 channels: not multiples of 8
-    monkeypatch.delenv("GANSR_RRDB_CUTLASS", raising=False)
     cudnn = torch.ops.gansr.rrdb_fwd(x, params)
-    monkeypatch.setenv("GANSR_RRDB_CUTLASS", "1")
     R.cutlass_fallbacks(reset=True)
-    declined, n_on = _cutlass_launches(lambda: torch.ops.gansr.rrdb_fwd(x, params))
+    declined, n_on = _cutlass_launches(lambda: torch.ops.gansr.rrdb_fwd(x, params, True))
     assert (n_on, R.cutlass_fallbacks()) == (0, 12)
     for a, b in zip(declined, cudnn):
         torch.testing.assert_close(a, b)  # the same cuDNN path
@@ -601,7 +642,7 @@ def test_cuda_cutlass_declined_convs_fall_back_and_are_counted(monkeypatch):
 
 @requires_cuda
 def test_cuda_deterministic_bias_grads_are_bitwise_repeatable(deterministic):
-    # CPU sibling: test_cuda_glue_bias_grads_without_atomics_when_deterministic
+    # CPU sibling: test_bias_grads_without_atomics_when_deterministic
     x, params = _cuda_case(torch.float32, shape=(2, 64, 72))  # 9216 pixels: the gather grid is clamped (1024)
     params = [p.detach() for p in params]
     out, *bufs = torch.ops.gansr.rrdb_fwd(x, params)
@@ -610,3 +651,55 @@ def test_cuda_deterministic_bias_grads_are_bitwise_repeatable(deterministic):
     assert all(torch.equal(r, runs[0]) for r in runs[1:])
     torch.use_deterministic_algorithms(False)
     torch.testing.assert_close(torch.ops.gansr.rrdb_bwd(g, *bufs, params)[2], runs[0], atol=1e-4, rtol=1e-4)
+
+
+# ---------------------------------------------------------------- the `cutlass` option and registration
+
+@pytest.mark.parametrize("cutlass,flags", [("off", (False, False)), ("fwd", (True, False)), ("bwd", (False, True)),
+                                           ("all", (True, True)), (False, (False, False)), (True, (True, True))])
+def test_cutlass_option_reaches_both_ops(cutlass, flags):
+    """`rrdb(..., cutlass=)` passes the forward flag to rrdb_fwd and, through the autograd ctx, the
+    backward flag to rrdb_bwd; every mode equals the reference."""
+    torch.manual_seed(18)
+    x = torch.randn(2, 8, 4, 5, dtype=torch.float64, requires_grad=True)
+    params = make_params(8, 4)
+    g = torch.randn(2, 8, 4, 5, dtype=torch.float64)
+    log = {}
+    (out, grads), log["fwd"] = _op_calls(lambda: fwd_bwd(lambda a, p: R.rrdb(a, p, fused=True, cutlass=cutlass),
+                                                         x, params, g), torch.ops.gansr.rrdb_fwd.default)
+    _, log["bwd"] = _op_calls(lambda: fwd_bwd(lambda a, p: R.rrdb(a, p, fused=True, cutlass=cutlass), x, params, g),
+                              torch.ops.gansr.rrdb_bwd.default)
+    fwd, bwd = torch.ops.gansr.rrdb_fwd.default, torch.ops.gansr.rrdb_bwd.default
+    assert len(log["fwd"]) == 1 and len(log["bwd"]) == 1
+    assert (_named_args(fwd, log["fwd"][0])["cutlass"], _named_args(fwd, log["fwd"][0])["cutlass_bwd"]) == flags
+    assert _named_args(bwd, log["bwd"][0])["cutlass"] is flags[1]
+    out_r, grads_r = fwd_bwd(R.rrdb_reference, x, params, g)
+    for a, b in zip([out, *grads], [out_r, *grads_r], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=1e-10)
+
+
+def test_bad_cutlass_option_is_a_clear_error():
+    params = [p.detach() for p in make_params(8, 4, torch.float32)]
+    with pytest.raises(ValueError, match="cutlass must be one of"):
+        R.rrdb(torch.randn(1, 8, 4, 4), params, fused=True, cutlass="on")
+
+
+def test_fake_and_autograd_kernels_registered_at_import():
+    # a fresh interpreter that only imports the package: the raw op is differentiable and traceable
+    code = """
+import torch, gansr_ext.ops
+from torch._subclasses.fake_tensor import FakeTensorMode
+from gansr_ext.ops.rrdb import N_BLOCKS, N_CONVS
+params = []
+for _ in range(N_BLOCKS):
+    for k in range(1, N_CONVS + 1):
+        cout = 4 if k == N_CONVS else 2
+        params += [(torch.randn(cout, 4 + (k - 1) * 2, 3, 3) * 0.1).requires_grad_(), torch.zeros(cout, requires_grad=True)]
+x = torch.randn(1, 4, 3, 5, requires_grad=True)
+torch.ops.gansr.rrdb_fwd(x, params)[0].sum().backward()
+assert x.grad is not None and all(p.grad is not None for p in params)
+with FakeTensorMode():
+    out, *bufs = torch.ops.gansr.rrdb_fwd(torch.empty(1, 4, 3, 5), [torch.empty(p.shape) for p in params])
+    assert out.shape == (1, 4, 3, 5) and all(b.shape == (1, 12, 3, 5) for b in bufs)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -4,7 +4,7 @@ csrc/rrdb/rrdb_cutlass_problem.h builds the CUTLASS problem of each fused conv (
 pointer offsets into the shared channel buffer, alpha / beta, LeakyReLU slope) from the argument block
 the sliced algorithm passes; the GPU launcher (rrdb_cutlass.cu) and rrdb_cutlass_host_ref.cc share it.
 The latter runs CUTLASS's host reference convolution and the kernel's own epilogue functor on that
-problem; built here with g++ (cached), it replaces the emulated conv of `gansr::rrdb_sliced_fwd`, so
+problem; built here with g++ (cached), it is the fused conv of the test op `gansr_testing::rrdb_fwd_host_conv`, so
 the whole RRDB forward the GPU path would compute is compared with the PyTorch reference in fp64.
 The dgrad (beta = 1: accumulating into the strided gradient prefix) and wgrad (reading the strided
 activation prefix) problems are checked the same way, on views of shared buffers, and chained through a
@@ -118,11 +118,10 @@ class Calls:
             self.address[kind] = ctypes.cast(conv, ctypes.c_void_p).value
 
     def fwd(self, x, params):
-        return torch.ops.gansr.rrdb_sliced_fwd(x, params, False, self.address["fprop"])
+        return torch.ops.gansr_testing.rrdb_fwd_host_conv(x, params, self.address["fprop"])
 
     def bwd(self, *args):
-        return torch.ops.gansr.rrdb_sliced_bwd(*args, host_dgrad=self.address["dgrad"],
-                                               host_wgrad=self.address["wgrad"])
+        return torch.ops.gansr_testing.rrdb_bwd_host_conv(*args, self.address["dgrad"], self.address["wgrad"])
 
 
 def _case(nf, gc, shape, seed, dtype=torch.float64):
@@ -268,7 +267,7 @@ def test_cutlass_fprop_problems_compute_the_reference_in_fp64(host_ref, nf, gc, 
     x, params, g = _case(nf, gc, shape, seed=31)
     calls = Calls(host_ref)
     R.cutlass_fallbacks(reset=True)
-    got = _run_ops(calls.fwd, torch.ops.gansr.rrdb_sliced_bwd, x, params, g)
+    got = _run_ops(calls.fwd, torch.ops.gansr.rrdb_bwd, x, params, g)
     assert (calls.done["fprop"], calls.declined["fprop"], R.cutlass_fallbacks()) == (12, 0, 0)
     twin = _run_ops(torch.ops.gansr.rrdb_fwd, torch.ops.gansr.rrdb_bwd, x, params, g)
     torch.testing.assert_close(got[0], R.rrdb_reference(x, params), atol=1e-12, rtol=1e-12)
@@ -286,7 +285,7 @@ def test_cutlass_fprop_in_the_gpu_instantiation_is_as_accurate_as_aten(host_ref,
     x16, p16 = x.to(dtype), [p.to(dtype) for p in params]
     calls = Calls(host_ref)
     cutlass = calls.fwd(x16, p16)
-    aten = torch.ops.gansr.rrdb_sliced_fwd(x16, p16, True)
+    aten = torch.ops.gansr.rrdb_fwd(x16, p16, True)
     assert calls.done["fprop"] == 12
     for i, (c, a, r) in enumerate(zip(cutlass, aten, ref)):
         scale = r.abs().max()
@@ -301,7 +300,7 @@ def test_declined_problems_fall_back_to_the_aten_conv_and_are_counted(host_ref, 
     x, params, g = _case(nf, gc, (2, 3, 4), seed=33)
     calls = Calls(host_ref)
     R.cutlass_fallbacks(reset=True)
-    got = _run_ops(calls.fwd, torch.ops.gansr.rrdb_sliced_bwd, x, params, g)
+    got = _run_ops(calls.fwd, torch.ops.gansr.rrdb_bwd, x, params, g)
     assert (calls.done["fprop"], calls.declined["fprop"], R.cutlass_fallbacks(reset=True), R.cutlass_fallbacks()) == \
         (0, 12, 12, 0)
     twin = _run_ops(torch.ops.gansr.rrdb_fwd, torch.ops.gansr.rrdb_bwd, x, params, g)
@@ -342,7 +341,7 @@ def test_cutlass_backward_in_the_gpu_instantiation_is_as_accurate_as_aten(host_r
     low = [x.bfloat16(), [p.bfloat16() for p in params], g.bfloat16()]
     calls = Calls(host_ref)
     cutlass = _run_ops(calls.fwd, calls.bwd, *low)
-    aten = _run_ops(torch.ops.gansr.rrdb_sliced_fwd, torch.ops.gansr.rrdb_sliced_bwd, *low)
+    aten = _run_ops(torch.ops.gansr.rrdb_fwd, torch.ops.gansr.rrdb_bwd, *low)
     assert calls.done == {"fprop": 12, "dgrad": 15, "wgrad": 15}
     rel = lambda a, r: ((a.double() - r).abs().max() / r.abs().max()).item()  # noqa: E731
     err_c = [rel(a, r) for a, r in zip(cutlass, ref)]

@@ -1,6 +1,7 @@
 """Launch economy of the fused RRDB's CUDA path, counted on the CPU proxy (python/bench_rrdb.py
-`rrdb_launch_counts`: the sliced algorithm with the C++ twins of its kernels, profiled; the table is
-bench/results/rrdb_launches_cpu.md). Each count is a GPU launch the CUDA backend makes."""
+`rrdb_launch_counts`: the CPU op, i.e. the sliced algorithm with the C++ twins of its kernels,
+profiled; the table is bench/results/rrdb_launches_cpu.md). Each count is a GPU launch the CUDA
+backend makes."""
 
 import importlib.util
 from pathlib import Path
@@ -38,14 +39,14 @@ BLOCK_BWD = {"conv dgrad": 5, "conv wgrad": 5, "prefix copy": 4, "gather": 5}
 CUTLASS_BLOCK_BWD = {"cutlass dgrad": 5, "cutlass wgrad": 5, "gather": 5}
 
 
-@pytest.mark.parametrize("fused_conv,fused_bwd,total", [(False, False, 102), (True, False, 78), (True, True, 66)],
+@pytest.mark.parametrize("cutlass_fwd,cutlass_bwd,total", [(False, False, 102), (True, False, 78), (True, True, 66)],
                          ids=["cudnn", "cutlass-fprop", "cutlass-fprop-dgrad-wgrad"])
-def test_launches_per_dense_block_and_rrdb(bench, fused_conv, fused_bwd, total):
-    counts = bench.rrdb_launch_counts(nf=16, gc=8, shape=(1, 5, 4), fused_conv=fused_conv, fused_bwd=fused_bwd)
-    fwd = CUTLASS_BLOCK_FWD if fused_conv else CUDNN_BLOCK_FWD
+def test_launches_per_dense_block_and_rrdb(bench, cutlass_fwd, cutlass_bwd, total):
+    counts = bench.rrdb_launch_counts(nf=16, gc=8, shape=(1, 5, 4), cutlass_fwd=cutlass_fwd, cutlass_bwd=cutlass_bwd)
+    fwd = CUTLASS_BLOCK_FWD if cutlass_fwd else CUDNN_BLOCK_FWD
     assert counts["fwd"]["blocks"] == [fwd] * 3
-    assert counts["bwd"]["blocks"] == [CUTLASS_BLOCK_BWD if fused_bwd else BLOCK_BWD] * 3
-    if fused_conv and fused_bwd:  # issue 14's target: <= 20 per dense block fwd+bwd, no prefix copies
+    assert counts["bwd"]["blocks"] == [CUTLASS_BLOCK_BWD if cutlass_bwd else BLOCK_BWD] * 3
+    if cutlass_fwd and cutlass_bwd:  # issue 14's target: <= 20 per dense block fwd+bwd, no prefix copies
         assert sum(fwd.values()) + sum(CUTLASS_BLOCK_BWD.values()) == 21
     # per RRDB: x into the first buffer (fwd); the bias-gradient accumulator's fill and the first
     # gather (gradient of rdb3's output and of its conv5) (bwd)

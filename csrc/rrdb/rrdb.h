@@ -1,4 +1,5 @@
-// Fused RRDB (residual-in-residual dense block): shared declarations of the CPU and CUDA versions.
+// Fused RRDB (residual-in-residual dense block): declarations shared by the sliced algorithm and its
+// CPU and CUDA backends.
 //
 // One RRDB = three dense blocks; dense block with input x (N, nf, H, W):
 //   x_k = lrelu(conv_k(cat(x, x_1..x_{k-1})), 0.2)   k = 1..4 (gc channels each)
@@ -9,17 +10,22 @@
 // conv_5 epilogue writes straight into block b+1's buffer prefix. The three buffers are all that
 // backward needs (the LeakyReLU derivative comes from the sign of the saved output).
 //
-// Ops (schemas in rrdb_cpu.cpp):
-//   rrdb_fwd(x, params[30]) -> (out, buf1, buf2, buf3)
+// Ops (schemas in rrdb.cpp; one algorithm, rrdb_sliced.cpp, on a CPU and a CUDA backend):
+//   rrdb_fwd(x, params[30], cutlass=False, *, cutlass_bwd=False) -> (out, buf1, buf2, buf3)
+//     cutlass_bwd: the `cutlass` of the rrdb_bwd that autograd runs for this call (unused here)
 //     params: rdb1.conv1.weight, rdb1.conv1.bias, ..., rdb3.conv5.weight, rdb3.conv5.bias (x's dtype)
-//   rrdb_bwd(grad_out, buf1, buf2, buf3, params[30], need_param_grads=True)
+//   rrdb_bwd(grad_out, buf1, buf2, buf3, params[30], need_param_grads=True, cutlass=False)
 //       -> (grad_x, grad_weights[15], grad_biases)
 //     grad_biases: the 15 bias gradients concatenated in params order (one tensor: one fill / cast
 //     for all of them; the Python side splits it into views)
 //     need_param_grads=False (no parameter needs a gradient, e.g. a frozen generator): no weight
 //     gradient convolutions, no bias reductions; grad_weights is [] and grad_biases has 0 elements
+//   cutlass: the convolutions through the backend's fused-conv argument blocks (rrdb_args.h): CUDA runs
+//     CUTLASS kernels for bf16 / fp16 (other dtypes: cuDNN), the CPU emulates the same blocks with ATen
+//     for every dtype (so CPU tests run the CUTLASS-shaped path: accumulating dgrad, strided wgrad)
 //   Bias gradients are deterministic when torch.use_deterministic_algorithms(True) is on (CUDA: a
-//   two-pass reduction instead of float atomics; the CPU op is deterministic anyway).
+//   two-pass reduction instead of float atomics; the CPU backend sums fixed pixel chunks in a fixed
+//   order, so it is deterministic anyway).
 // out, buf*, grad_x are channels_last; each weight gradient has its weight's layout (channels_last
 // when the weight is, e.g. after model.to(memory_format=torch.channels_last), else contiguous).
 #pragma once

@@ -1,169 +1,225 @@
-// Fused RRDB: schemas, input checks, ATen conv helpers and the CPU kernel (the "CPU twin" of the CUDA
-// op: the same shared NHWC buffers, slice writes and in-place gradient accumulation, with ATen's
-// convolution primitives on channel-prefix views doing the GEMMs).
+// Fused RRDB on the CPU: the sliced algorithm of rrdb_sliced.cpp with a CPU backend. Its epilogue and
+// gather are the C++ loop twins of the CUDA kernels (same argument blocks, same arithmetic in the
+// accumulation type), run over pixel rows with at::parallel_for; with cutlass=True its fused convs
+// emulate the CUTLASS argument blocks (raw pointers, pixel strides, KRSC weights, accumulating dgrad)
+// with ATen, so the CPU op runs, and CPU tests check, the CUDA path's glue in either mode.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "../common.h"
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
 #include "rrdb.h"
+#include "rrdb_sliced.h"
 
 namespace gansr {
 namespace rrdb {
-
 namespace {
 
-void check_params(at::TensorList params, int64_t nf, const at::Tensor& like, const char* op) {
-  TORCH_CHECK_VALUE(params.size() == (size_t)kParams, op, ": params must hold the ", kParams,
-                    " weights and biases of one RRDB (rdb1.conv1.weight, rdb1.conv1.bias, ..., rdb3.conv5.bias), got ",
-                    params.size());
-  for (size_t i = 0; i < params.size(); ++i) {
-    TORCH_CHECK_VALUE(params[i].defined(), op, ": params[", i, "] is undefined");
-    TORCH_CHECK_TYPE(params[i].scalar_type() == like.scalar_type(), op, ": params[", i, "] has dtype ",
-                     params[i].scalar_type(), " but the activations are ", like.scalar_type());
-    TORCH_CHECK_VALUE(params[i].device() == like.device(), op, ": params[", i, "] is on ", params[i].device(),
-                      " but the activations are on ", like.device());
+constexpr int64_t kGrainElems = 1 << 15;  // elements per parallel task, at least
+constexpr int64_t kBiasChunks = 256;      // pixel chunks whose bias sums are added in a fixed order
+
+at::ScalarType scalar_type(DType t) {
+  switch (t) {
+    case DType::kFloat: return at::kFloat;
+    case DType::kDouble: return at::kDouble;
+    case DType::kHalf: return at::kHalf;
+    case DType::kBFloat16: return at::kBFloat16;
   }
-  const at::Tensor& w1 = weight(params, 0, 1);
-  TORCH_CHECK_VALUE(w1.dim() == 4 && w1.size(0) > 0, op, ": rdb1.conv1.weight must be (gc, nf, 3, 3), got ",
-                    w1.sizes());
-  const int64_t gc = w1.size(0);
-  for (int b = 0; b < kBlocks; ++b) {
-    for (int k = 1; k <= kConvs; ++k) {
-      const int64_t cout = k == kConvs ? nf : gc, cin = nf + (k - 1) * gc;
-      const at::Tensor& w = weight(params, b, k);
-      const at::Tensor& bs = bias(params, b, k);
-      TORCH_CHECK_VALUE(w.sizes() == at::IntArrayRef({cout, cin, 3, 3}), op, ": rdb", b + 1, ".conv", k,
-                        ".weight must be (", cout, ", ", cin, ", 3, 3) for nf=", nf, ", gc=", gc, ", got ",
-                        w.sizes());
-      TORCH_CHECK_VALUE(bs.sizes() == at::IntArrayRef({cout}), op, ": rdb", b + 1, ".conv", k, ".bias must be (",
-                        cout, ",), got ", bs.sizes());
+  return at::kFloat;
+}
+
+// f(std::bool_constant<b>{}): a runtime flag as a compile-time one, so per-element branches fold away
+template <typename F>
+void with_flag(bool b, F&& f) {
+  b ? f(std::true_type{}) : f(std::false_type{});
+}
+
+// epilogue (rrdb_args.h) of pixel rows [m0, m1)
+template <typename T, bool kAct, bool kR1, bool kR2>
+void epilogue_rows(const EpilogueArgs& a, int64_t m0, int64_t m1) {
+  using A = at::opmath_type<T>;
+  const T* bias = static_cast<const T*>(a.bias);
+  const A slope = A(a.slope), s1 = A(a.s1), s2 = A(a.s2);
+  for (int64_t m = m0; m < m1; ++m) {
+    const T* y = static_cast<const T*>(a.y) + m * a.y_stride;
+    const T* r1 = kR1 ? static_cast<const T*>(a.r1) + m * a.r1_stride : nullptr;
+    const T* r2 = kR2 ? static_cast<const T*>(a.r2) + m * a.r2_stride : nullptr;
+    T* out = static_cast<T*>(a.out) + m * a.out_stride;
+#pragma omp simd
+    for (int c = 0; c < a.C; ++c) {
+      A v = A(y[c]) + A(bias[c]);
+      if constexpr (kAct) v = v > A(0) ? v : slope * v;
+      if constexpr (kR1) v = A(r1[c]) + s1 * v;
+      if constexpr (kR2) v = A(r2[c]) + s2 * v;
+      out[c] = T(v);
     }
   }
 }
 
-void check_activation(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK_VALUE(t.dim() == 4, op, ": ", name, " must be 4-D (N, C, H, W), got shape ", t.sizes());
-  const auto st = t.scalar_type();
-  TORCH_CHECK_TYPE(st == at::kFloat || st == at::kDouble || st == at::kHalf || st == at::kBFloat16, op, ": ", name,
-                   " must be float32, float64, float16 or bfloat16, got ", st);
-  TORCH_CHECK_VALUE(t.numel() > 0, op, ": ", name, " is empty, shape ", t.sizes());
+template <typename T>
+void epilogue(const EpilogueArgs& a) {
+  const int64_t grain = std::max<int64_t>(1, kGrainElems / a.C);
+  with_flag(a.act, [&](auto act) {
+    with_flag(a.r1 != nullptr, [&](auto r1) {
+      with_flag(a.r2 != nullptr, [&](auto r2) {
+        at::parallel_for(0, a.M, grain, [&](int64_t m0, int64_t m1) {
+          epilogue_rows<T, decltype(act)::value, decltype(r1)::value, decltype(r2)::value>(a, m0, m1);
+        });
+      });
+    });
+  });
 }
 
-}  // namespace
-
-Dims check_fwd_inputs(const at::Tensor& x, at::TensorList params, const char* op) {
-  check_activation(x, op, "x");
-  check_params(params, x.size(1), x, op);
-  return {x.size(0), x.size(1), weight(params, 0, 1).size(0), x.size(2), x.size(3)};
-}
-
-Dims check_bwd_inputs(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
-                      const at::Tensor& buf3, at::TensorList params) {
-  constexpr const char* op = "gansr::rrdb_bwd";
-  check_activation(grad_out, op, "grad_out");
-  check_params(params, grad_out.size(1), grad_out, op);
-  Dims d{grad_out.size(0), grad_out.size(1), weight(params, 0, 1).size(0), grad_out.size(2), grad_out.size(3)};
-  for (const at::Tensor* b : {&buf1, &buf2, &buf3}) {
-    TORCH_CHECK_VALUE(b->sizes() == at::IntArrayRef({d.N, d.channels(), d.H, d.W}), op,
-                      ": the saved buffers must be (N, nf + 4 gc, H, W) = ", at::IntArrayRef({d.N, d.channels(), d.H, d.W}),
-                      ", got ", b->sizes());
-    TORCH_CHECK_TYPE(b->scalar_type() == grad_out.scalar_type(), op, ": buffer dtype ", b->scalar_type(),
-                     " differs from grad_out's ", grad_out.scalar_type());
-    TORCH_CHECK_VALUE(b->device() == grad_out.device(), op, ": buffers and grad_out must be on one device");
-  }
-  return d;
-}
-
-at::Tensor new_nhwc(int64_t N, int64_t C, int64_t H, int64_t W, const at::TensorOptions& opts) {
-  return new_output({N, C, H, W}, opts.memory_format(at::MemoryFormat::ChannelsLast));
-}
-
-at::Tensor conv3x3(const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
-  return at::convolution(input, weight, bias, {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1);
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor> conv3x3_backward(const at::Tensor& grad_out, const at::Tensor& input,
-                                                                const at::Tensor& weight, std::array<bool, 3> mask) {
-  const std::vector<int64_t> bias_sizes{weight.size(0)};
-  return at::convolution_backward(grad_out, input, weight,
-                                  mask[2] ? at::OptionalIntArrayRef(bias_sizes) : at::OptionalIntArrayRef(),
-                                  {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1, mask);
-}
-
-namespace {
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rrdb_fwd_cpu(const at::Tensor& x,
-                                                                        at::TensorList params) {
-  const Dims d = check_fwd_inputs(x, params, "gansr::rrdb_fwd");
-  const auto opts = x.options();
-  at::Tensor bufs[kBlocks];
-  for (auto& b : bufs) b = new_nhwc(d.N, d.channels(), d.H, d.W, opts);
-  at::Tensor out = new_nhwc(d.N, d.nf, d.H, d.W, opts);
-  bufs[0].narrow(1, 0, d.nf).copy_(x);
-  for (int b = 0; b < kBlocks; ++b) {
-    const at::Tensor& buf = bufs[b];
-    for (int k = 1; k < kConvs; ++k) {
-      // conv_k reads the channel prefix, LeakyReLU writes its own slice
-      at::Tensor y = conv3x3(buf.narrow(1, 0, d.cin(k)), weight(params, b, k), bias(params, b, k));
-      at::Tensor xk = buf.narrow(1, d.cin(k), d.gc);
-      at::leaky_relu_out(xk, y, kSlope);
+// gather (rrdb_args.h) of pixel rows [m0, m1); adds each channel's sum of the bias gradient's
+// summand (out2 if given, else out) into bsum[c] when kBias. v: scratch of a.C elements.
+template <typename T, bool kAct, bool kOut2, bool kBias>
+void gather_rows(const GatherArgs& a, int64_t m0, int64_t m1, at::opmath_type<T>* bsum, at::opmath_type<T>* v) {
+  using A = at::opmath_type<T>;
+  const A slope = A(a.slope), s2 = A(a.s2);
+  for (int64_t m = m0; m < m1; ++m) {
+    // v = sum_i scale_i src_i, in source order
+    const A scale0 = A(a.src_scale[0]);
+    const T* src0 = static_cast<const T*>(a.src[0]) + m * a.src_stride[0];
+#pragma omp simd
+    for (int c = 0; c < a.C; ++c) v[c] = scale0 * A(src0[c]);
+    for (int i = 1; i < a.nsrc; ++i) {
+      const A scale = A(a.src_scale[i]);
+      const T* src = static_cast<const T*>(a.src[i]) + m * a.src_stride[i];
+#pragma omp simd
+      for (int c = 0; c < a.C; ++c) v[c] += scale * A(src[c]);
     }
-    at::Tensor y5 = conv3x3(buf, weight(params, b, kConvs), bias(params, b, kConvs));
-    const at::Tensor xin = buf.narrow(1, 0, d.nf);
-    if (b + 1 < kBlocks) {
-      at::Tensor next_in = bufs[b + 1].narrow(1, 0, d.nf);
-      at::add_out(next_in, xin, y5, kResScale);  // next block's input, in place
-    } else {
-      at::Tensor rdb3 = y5.mul_(kResScale).add_(xin);
-      at::add_out(out, bufs[0].narrow(1, 0, d.nf), rdb3, kResScale);  // the RRDB's own residual
+    const T* act = kAct ? static_cast<const T*>(a.act) + m * a.act_stride : nullptr;
+    T* out = static_cast<T*>(a.out) + m * a.out_stride;
+    T* out2 = kOut2 ? static_cast<T*>(a.out2) + m * a.out2_stride : nullptr;
+#pragma omp simd
+    for (int c = 0; c < a.C; ++c) {
+      A g = v[c];
+      if constexpr (kAct) g = A(act[c]) > A(0) ? g : slope * g;
+      out[c] = T(g);
+      if constexpr (kOut2) {
+        g = s2 * g;
+        out2[c] = T(g);
+      }
+      if constexpr (kBias) bsum[c] += g;
     }
   }
-  return {out, bufs[0], bufs[1], bufs[2]};
+}
+
+// The bias gradient's pixel chunks, each summed into its own row, so the result does not depend on
+// the thread count. Deterministic variant (bias_partial): row r = the pixels of CUDA block r's grid-
+// stride steps, as the kernel defines it; else kBiasChunks contiguous chunks, whose rows are then
+// added to bias_grad in chunk order.
+template <typename T>
+void gather(const GatherArgs& a) {
+  using A = at::opmath_type<T>;
+  const bool bias = a.bias_partial || a.bias_grad;
+  const bool strided = a.bias_partial != nullptr;
+  const int64_t steps = (a.M + kGatherRowsPerStep - 1) / kGatherRowsPerStep;
+  const int64_t chunks = strided ? a.partial_rows : std::min(kBiasChunks, steps);
+  const int64_t chunk_steps = (steps + chunks - 1) / chunks;  // contiguous chunks: steps per chunk
+  std::vector<A> rows(bias && !strided ? chunks * a.C : 0, A(0));
+  A* sums = strided ? static_cast<A*>(a.bias_partial) : rows.data();
+  if (strided) std::fill(sums, sums + chunks * a.C, A(0));
+  const int64_t chunk_elems = std::max<int64_t>(1, a.M / chunks) * a.C * a.nsrc;
+  const int64_t grain = std::max<int64_t>(1, kGrainElems / chunk_elems);
+  with_flag(a.act != nullptr, [&](auto act) {
+    with_flag(a.out2 != nullptr, [&](auto out2) {
+      with_flag(bias, [&](auto has_bias) {
+        at::parallel_for(0, chunks, grain, [&](int64_t r0, int64_t r1) {
+          std::vector<A> v(a.C);
+          for (int64_t r = r0; r < r1; ++r) {
+            A* bsum = has_bias ? sums + r * a.C : nullptr;
+            auto rows_of = [&](int64_t step0, int64_t step1) {
+              gather_rows<T, decltype(act)::value, decltype(out2)::value, decltype(has_bias)::value>(
+                  a, step0 * kGatherRowsPerStep, std::min(a.M, step1 * kGatherRowsPerStep), bsum, v.data());
+            };
+            if (strided) {
+              for (int64_t s = r; s < steps; s += chunks) rows_of(s, s + 1);
+            } else {
+              rows_of(std::min(steps, r * chunk_steps), std::min(steps, (r + 1) * chunk_steps));
+            }
+          }
+        });
+      });
+    });
+  });
+  if (a.bias_grad) {
+    A* out = static_cast<A*>(a.bias_grad);
+    for (int64_t r = 0; r < chunks; ++r)
+      for (int c = 0; c < a.C; ++c) out[c] += rows[r * a.C + c];
+  }
+}
+
+// strided NHWC view (N, C, H, W) of raw memory with pixel stride ps
+at::Tensor nhwc_view(const void* p, int64_t N, int64_t C, int64_t H, int64_t W, int64_t ps, at::ScalarType st) {
+  return at::from_blob(const_cast<void*>(p), {N, C, H, W}, {H * W * ps, 1, W * ps, ps}, at::TensorOptions().dtype(st));
+}
+
+struct CpuBackend final : Backend {
+  explicit CpuBackend(bool cutlass) : cutlass(cutlass) {}
+  const bool cutlass;  // the fused convs' argument blocks, emulated with ATen
+
+  void epilogue(DType t, const EpilogueArgs& a) const override {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scalar_type(t), "rrdb_epilogue",
+                                    [&] { rrdb::epilogue<scalar_t>(a); });
+  }
+  void gather(DType t, const GatherArgs& a) const override {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scalar_type(t), "rrdb_gather",
+                                    [&] { rrdb::gather<scalar_t>(a); });
+  }
+  bool has_fused_conv(DType) const override { return cutlass; }
+  bool conv_bias_lrelu(DType t, const ConvBiasActArgs& a) const override {
+    const auto st = scalar_type(t);
+    const at::Tensor x = nhwc_view(a.x, a.N, a.cin, a.H, a.W, a.x_stride, st);
+    const at::Tensor w = nhwc_view(a.w, a.cout, a.cin, 3, 3, a.cin, st);  // KRSC memory = OIHW channels_last
+    const at::Tensor b = at::from_blob(const_cast<void*>(a.bias), {a.cout}, at::TensorOptions().dtype(st));
+    at::Tensor out = nhwc_view(a.out, a.N, a.cout, a.H, a.W, a.out_stride, st);
+    at::leaky_relu_out(out, conv3x3(x, w, b), a.slope);
+    return true;
+  }
+  bool has_fused_bwd(DType) const override { return cutlass; }
+  bool conv_dgrad(DType t, const ConvDgradArgs& a) const override {
+    if (!cutlass) return false;
+    const auto st = scalar_type(t);
+    const at::Tensor dy = nhwc_view(a.dy, a.N, a.cout, a.H, a.W, a.dy_stride, st);
+    const at::Tensor w = nhwc_view(a.w, a.cout, a.cin, 3, 3, a.cin, st);
+    at::Tensor dx = nhwc_view(a.dx, a.N, a.cin, a.H, a.W, a.dx_stride, st);
+    const at::Tensor d = std::get<0>(conv3x3_backward(dy, at::empty_like(dx), w, {true, false, false}));
+    a.beta == 0.0 ? dx.copy_(d) : dx.add_(d, a.beta);
+    return true;
+  }
+  bool conv_wgrad(DType t, const ConvWgradArgs& a) const override {
+    if (!cutlass) return false;
+    const auto st = scalar_type(t);
+    const at::Tensor dy = nhwc_view(a.dy, a.N, a.cout, a.H, a.W, a.dy_stride, st);
+    const at::Tensor x = nhwc_view(a.x, a.N, a.cin, a.H, a.W, a.x_stride, st);
+    at::Tensor dw = nhwc_view(a.dw, a.cout, a.cin, 3, 3, a.cin, st);
+    const at::Tensor w_shape = at::empty({a.cout, a.cin, 3, 3}, at::TensorOptions().dtype(st));
+    dw.copy_(std::get<1>(conv3x3_backward(dy, x, w_shape, {false, true, false})));
+    return true;
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rrdb_fwd_cpu(const at::Tensor& x, at::TensorList params,
+                                                                        bool cutlass, bool /*cutlass_bwd*/) {
+  return sliced_fwd(x, params, cpu_backend(cutlass));
 }
 
 BwdResult rrdb_bwd_cpu(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
-                       const at::Tensor& buf3, at::TensorList params, bool need_param_grads) {
-  const Dims d = check_bwd_inputs(grad_out, buf1, buf2, buf3, params);
-  const at::Tensor* bufs[kBlocks] = {&buf1, &buf2, &buf3};
-  const std::array<bool, 3> mask{true, need_param_grads, need_param_grads};
-  std::vector<at::Tensor> grad_w(need_param_grads ? kBlocks * kConvs : 0);
-  at::Tensor grad_b = need_param_grads ? new_output({kBlocks * (d.nf + 4 * d.gc)}, grad_out.options())
-                                       : no_bias_grads(grad_out.options());
-  at::Tensor gy = grad_out * kResScale;  // gradient of rdb3's output
-  for (int b = kBlocks - 1; b >= 0; --b) {
-    const at::Tensor& buf = *bufs[b];
-    // one gradient buffer per block, laid out like the activation buffer
-    at::Tensor G = at::empty_like(buf, at::MemoryFormat::ChannelsLast);
-    auto [d5, dw5, db5] = conv3x3_backward(gy * kResScale, buf, weight(params, b, kConvs), mask);
-    G.copy_(d5);
-    G.narrow(1, 0, d.nf).add_(gy);  // the block's residual
-    if (need_param_grads) {
-      grad_w[kConvs * b + kConvs - 1] = weight_grad_like(dw5, weight(params, b, kConvs));
-      grad_b.narrow(0, bias_offset(d, b, kConvs), d.nf).copy_(db5);
-    }
-    for (int k = kConvs - 1; k >= 1; --k) {
-      // slice k's gradient is complete (only convs > k read it): LeakyReLU backward in place
-      at::Tensor gk = G.narrow(1, d.cin(k), d.gc);
-      at::leaky_relu_backward_out(gk, gk, buf.narrow(1, d.cin(k), d.gc), kSlope, /*self_is_result=*/true);
-      auto [dk, dwk, dbk] = conv3x3_backward(gk, buf.narrow(1, 0, d.cin(k)), weight(params, b, k), mask);
-      G.narrow(1, 0, d.cin(k)).add_(dk);  // accumulate into the prefix conv_k read
-      if (need_param_grads) {
-        grad_w[kConvs * b + k - 1] = weight_grad_like(dwk, weight(params, b, k));
-        grad_b.narrow(0, bias_offset(d, b, k), d.gc).copy_(dbk);
-      }
-    }
-    gy = G.narrow(1, 0, d.nf);
-  }
-  at::Tensor grad_x = new_nhwc(d.N, d.nf, d.H, d.W, grad_out.options());
-  at::add_out(grad_x, gy, grad_out);  // + the RRDB's residual
-  return {grad_x, grad_w, grad_b};
+                       const at::Tensor& buf3, at::TensorList params, bool need_param_grads, bool cutlass) {
+  return sliced_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads, cpu_backend(cutlass));
 }
 
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(gansr, m) {
-  m.def("rrdb_fwd(Tensor x, Tensor[] params) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("rrdb_bwd(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params, bool need_param_grads=True) "
-        "-> (Tensor, Tensor[], Tensor)");
+const Backend& cpu_backend(bool cutlass) {
+  static const CpuBackend aten_convs(false), cutlass_shaped(true);
+  return cutlass ? cutlass_shaped : aten_convs;
 }
 
 TORCH_LIBRARY_IMPL(gansr, CPU, m) {

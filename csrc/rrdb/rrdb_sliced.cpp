@@ -1,7 +1,7 @@
 // The fused RRDB's "sliced" algorithm, device-generic: convolutions through ATen (cuDNN on CUDA) on
 // channel-prefix views of the shared NHWC block buffers, the elementwise work between them through
-// a Backend (the CUDA kernels of rrdb_kernels.cu, or their C++ loop twins in rrdb_emulate_cpu.cpp,
-// which let CPU tests check this glue):
+// a Backend (the CUDA kernels of rrdb_kernels.cu, or their C++ loop twins in rrdb_cpu.cpp: the CPU op
+// is this algorithm too, so CPU tests check the CUDA path's glue):
 //   forward:  conv_k without bias -> epilogue writes lrelu(y + b) into slice k of the buffer; conv5's
 //             epilogue writes x + 0.2 (y + b) straight into the next block's buffer prefix (block 3:
 //             x0 + 0.2 (x + 0.2 (y + b)), the RRDB output).
@@ -9,9 +9,9 @@
 //             slice j sums D_{j+1..5}[slice j] (+ residual paths), applies the LeakyReLU derivative
 //             from the saved output's sign and reduces the bias gradient in the same pass: no add
 //             kernels and no separate bias reductions (cuDNN/ATen expose no accumulating dgrad, so
-//             the in-place accumulation of the CPU twin would cost one add kernel per conv).
+//             accumulating in place would cost one add kernel per conv).
 //             Weight gradients: cuDNN (tensor cores for bf16/fp16, TF32 for fp32 when enabled).
-//             With a backend that has dgrad / wgrad on the views (CUTLASS, opt-in): one gradient
+//             With a backend that has dgrad / wgrad on the views (rrdb_*(cutlass=True)): one gradient
 //             buffer per block, each dgrad adds in place into its prefix (beta 1), so a slice's
 //             gather has one source; wgrad reads the activation prefix (dense_block_bwd_accumulating).
 // Allocation only through PyTorch's caching allocator, no host synchronisation: CUDA-graph capturable.
@@ -64,6 +64,16 @@ void* at_channel_mut(at::Tensor& t, int64_t c0) { return static_cast<char*>(t.da
 // stride() ambiguous); slices are addressed by channel offsets into such tensors, never as views
 int64_t pixel_stride(const at::Tensor& t) { return t.size(1); }
 
+// the problem size of a fused conv's argument block (rrdb_args.h)
+template <typename Args>
+void set_problem(Args& a, const Dims& d, int64_t cin, int64_t cout) {
+  a.N = (int)d.N;
+  a.H = (int)d.H;
+  a.W = (int)d.W;
+  a.cin = (int)cin;
+  a.cout = (int)cout;
+}
+
 // Weights keep their own layout: a channels_last model's weights reach the convolution as they are
 // (a .contiguous() here cost a copy to OIHW, and the conv's own copy back, per conv and pass).
 // Biases are read through raw pointers by the kernels, so they must be dense.
@@ -92,9 +102,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::
     for (int k = 1; k <= kConvs; ++k) {
       if (k < kConvs && be.has_fused_conv(dt)) {
         const at::Tensor w_krsc = weight(params, b, k).contiguous(at::MemoryFormat::ChannelsLast);
-        const ConvBiasActArgs ca{buf.const_data_ptr(), Ct, w_krsc.const_data_ptr(), bias(params, b, k).const_data_ptr(),
-                                 at_channel_mut(buf, d.cin(k)), Ct, (int)d.N, (int)d.H, (int)d.W, (int)d.cin(k),
-                                 (int)d.gc, kSlope};
+        ConvBiasActArgs ca{};
+        ca.x = buf.const_data_ptr();  // the channel prefix conv_k reads
+        ca.x_stride = Ct;
+        ca.w = w_krsc.const_data_ptr();
+        ca.bias = bias(params, b, k).const_data_ptr();
+        ca.out = at_channel_mut(buf, d.cin(k));  // its slice of the same buffer
+        ca.out_stride = Ct;
+        set_problem(ca, d, d.cin(k), d.gc);
+        ca.slope = kSlope;
         {
           RRDB_SCOPE("fused_conv");
           if (be.conv_bias_lrelu(dt, ca)) continue;
@@ -225,13 +241,19 @@ at::Tensor dense_block_bwd_accumulating(const Backend& be, DType dt, const Dims&
     at::Tensor gk = g5;
     if (k < kConvs) {
       gk = new_nhwc(d.N, d.gc, d.H, d.W, opts);
-      gather(be, dt, {{{&G, cin, 1.0}}, &buf, cin, &gk, nullptr, 0.0, bias_sink(b, k)}, M);
+      gather(be, dt, {.srcs = {{&G, cin, 1.0}}, .act = &buf, .act_c0 = cin, .out = &gk, .bias = bias_sink(b, k)}, M);
     }
     const at::Tensor& w = weight(params, b, k);
     const at::Tensor w_krsc = w.contiguous(at::MemoryFormat::ChannelsLast);
     const double beta = k == kConvs ? 0.0 : 1.0;  // conv5 reads (and so writes) all Ct channels first
-    const ConvDgradArgs da{gk.const_data_ptr(), cout, w_krsc.const_data_ptr(), G.data_ptr(), Ct,
-                           (int)d.N, (int)d.H, (int)d.W, (int)cin, (int)cout, beta};
+    ConvDgradArgs da{};
+    da.dy = gk.const_data_ptr();
+    da.dy_stride = cout;
+    da.w = w_krsc.const_data_ptr();
+    da.dx = G.data_ptr();  // the prefix of G conv_k read
+    da.dx_stride = Ct;
+    set_problem(da, d, cin, cout);
+    da.beta = beta;
     bool done;
     {
       RRDB_SCOPE("cutlass_dgrad");
@@ -245,8 +267,13 @@ at::Tensor dense_block_bwd_accumulating(const Backend& be, DType dt, const Dims&
     }
     if (!need_param_grads) continue;
     at::Tensor dw = at::empty({cout, cin, 3, 3}, opts.memory_format(at::MemoryFormat::ChannelsLast));
-    const ConvWgradArgs wa{gk.const_data_ptr(), cout, buf.const_data_ptr(), Ct, dw.data_ptr(),
-                           (int)d.N, (int)d.H, (int)d.W, (int)cin, (int)cout};
+    ConvWgradArgs wa{};
+    wa.dy = gk.const_data_ptr();
+    wa.dy_stride = cout;
+    wa.x = buf.const_data_ptr();  // the activation prefix conv_k read
+    wa.x_stride = Ct;
+    wa.dw = dw.data_ptr();
+    set_problem(wa, d, cin, cout);
     {
       RRDB_SCOPE("cutlass_wgrad");
       done = be.conv_wgrad(dt, wa);
@@ -287,7 +314,10 @@ BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const a
   // gradient of rdb3's output (gy) and of its conv5 output (g5 = 0.2 gy, plus conv5's bias gradient)
   at::Tensor gy = new_nhwc(d.N, d.nf, d.H, d.W, opts);
   at::Tensor g5 = new_nhwc(d.N, d.nf, d.H, d.W, opts);
-  gather(be, dt, {{{&go, 0, kResScale}}, nullptr, 0, &gy, &g5, kResScale, bias_sink(kBlocks - 1, kConvs)}, M);
+  gather(be, dt,
+         {.srcs = {{&go, 0, kResScale}}, .out = &gy, .out2 = &g5, .s2 = kResScale,
+          .bias = bias_sink(kBlocks - 1, kConvs)},
+         M);
   at::Tensor grad_x;
   if (need_param_grads) grad_w.resize(kBlocks * kConvs);
   const bool fused_bwd = be.has_fused_bwd(dt);
@@ -308,7 +338,7 @@ BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const a
         gk = new_nhwc(d.N, d.gc, d.H, d.W, opts);
         std::vector<Source> srcs;
         for (int i = k + 1; i <= kConvs; ++i) srcs.push_back({&D[i], d.cin(k), 1.0});
-        gather(be, dt, {srcs, &buf, d.cin(k), &gk, nullptr, 0.0, bias_sink(b, k)}, M);
+        gather(be, dt, {.srcs = srcs, .act = &buf, .act_c0 = d.cin(k), .out = &gk, .bias = bias_sink(b, k)}, M);
       }
       auto [dk, dwk, unused] =
           conv3x3_backward(gk, buf.narrow(1, 0, d.cin(k)), weight(params, b, k), {true, need_param_grads, false});
@@ -321,13 +351,15 @@ BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const a
     if (b > 0) {
       at::Tensor gy_prev = new_nhwc(d.N, d.nf, d.H, d.W, opts);
       at::Tensor g5_prev = new_nhwc(d.N, d.nf, d.H, d.W, opts);
-      gather(be, dt, {srcs, nullptr, 0, &gy_prev, &g5_prev, kResScale, bias_sink(b - 1, kConvs)}, M);
+      gather(be, dt,
+             {.srcs = srcs, .out = &gy_prev, .out2 = &g5_prev, .s2 = kResScale, .bias = bias_sink(b - 1, kConvs)},
+             M);
       gy = gy_prev;
       g5 = g5_prev;
     } else {
       srcs.push_back({&go, 0, 1.0});  // the RRDB's own residual
       grad_x = new_nhwc(d.N, d.nf, d.H, d.W, opts);
-      gather(be, dt, {srcs, nullptr, 0, &grad_x, nullptr, 0.0, {}}, M);
+      gather(be, dt, {.srcs = srcs, .out = &grad_x}, M);
     }
   }
   return {grad_x, grad_w, need_param_grads ? bias_acc.to(st) : no_bias_grads(opts)};

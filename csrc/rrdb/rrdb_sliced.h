@@ -1,5 +1,5 @@
 // The fused RRDB's sliced algorithm (rrdb_sliced.cpp), generic over the backend that runs its
-// elementwise kernels: CUDA (rrdb_cuda.cpp) or the C++ loop emulation (rrdb_emulate_cpu.cpp).
+// elementwise kernels and fused convolutions: CUDA (rrdb_cuda.cpp) or CPU (rrdb_cpu.cpp).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -28,6 +28,10 @@ struct Backend {
 };
 
 DType dtype_code(at::ScalarType t);
+
+// The CPU backend (rrdb_cpu.cpp): loop kernels over pixel rows; with `cutlass`, the fused convs'
+// argument blocks emulated with ATen for every dtype.
+const Backend& cpu_backend(bool cutlass);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::Tensor& x, at::TensorList params,
                                                                       const Backend& be);

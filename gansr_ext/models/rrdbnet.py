@@ -91,10 +91,12 @@ def _check_positive_int(name: str, value) -> None:
 
 class RRDBNet(nn.Module):
     """ESRGAN generator (see module docstring). `scale` in {1, 2, 4}; `fused` runs the RRDB trunk with
-    the compiled op and never changes parameters or the state_dict."""
+    the compiled op, `cutlass` ('off' | 'fwd' | 'bwd' | 'all', or False / True; the attribute may be
+    changed later) which of its passes use the CUTLASS convs (`gansr_ext.ops.rrdb`). Neither changes
+    parameters or the state_dict."""
 
     def __init__(self, in_ch: int = 3, out_ch: int = 3, scale: int = 4, nf: int = 64, nb: int = 23, gc: int = 32,
-                 fused: bool = False):
+                 fused: bool = False, cutlass: str | bool = "off"):
         super().__init__()
         for name, value in (("in_ch", in_ch), ("out_ch", out_ch), ("nf", nf), ("nb", nb), ("gc", gc)):
             _check_positive_int(name, value)
@@ -112,6 +114,10 @@ class RRDBNet(nn.Module):
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
         self.fused = False
         self.set_fused(fused)
+        from ..ops.rrdb import cutlass_flags
+
+        cutlass_flags(cutlass)  # a bad mode fails here, not at the first fused forward
+        self.cutlass = cutlass
 
     @property
     def arch(self) -> dict:
@@ -133,7 +139,7 @@ class RRDBNet(nn.Module):
     def _forward_trunk(self, feat: torch.Tensor) -> torch.Tensor:
         """The nb RRDBs (the part the fused op replaces)."""
         if self.fused:
-            return _fused_trunk_op()(feat, self.body)
+            return _fused_trunk_op()(feat, self.body, cutlass=self.cutlass)
         return self.body(feat)
 
     def _check_input(self, x: torch.Tensor) -> None:

@@ -15,17 +15,18 @@ The op (`torch.ops.gansr.rrdb_fwd` / `rrdb_bwd`, csrc/rrdb/) keeps one channels_
 (N, nf + 4 gc, H, W) per dense block: convs read channel prefixes and write their slices (bias +
 LeakyReLU, and conv5's residual scaling straight into the next block's buffer, fused), so no
 concatenation is ever materialised. Only the three block buffers are saved for backward; the
-LeakyReLU derivative comes from the sign of the saved outputs.
-  CPU: ATen convolutions on prefix views; backward accumulates data gradients into one gradient
-    buffer in place.
-  CUDA: cuDNN convolutions on prefix views with fused epilogue kernels; backward keeps each conv's
-    data gradient and one gather kernel per slice sums them, applies the LeakyReLU derivative and
-    reduces the bias gradient (no add kernels, no separate reductions; float atomics, or per-block
-    partial rows summed in a fixed order under torch.use_deterministic_algorithms). GANSR_RRDB_CUTLASS=1 opts
-    convs 1..4 of the bf16/fp16 forward into CUTLASS implicit-GEMM kernels writing the slice directly,
-    GANSR_RRDB_CUTLASS_BWD=1 the backward into CUTLASS dgrad (accumulating in place into one gradient
-    buffer per dense block) and wgrad (reading the activation prefixes); a conv CUTLASS declines at run
-    time runs through ATen (cuDNN) and is counted (`cutlass_fallbacks`).
+LeakyReLU derivative comes from the sign of the saved outputs. One algorithm (rrdb_sliced.cpp) on two
+backends, CPU (loops over pixel rows) and CUDA (kernels): ATen (cuDNN) convolutions on prefix views,
+an epilogue after each; backward keeps each conv's data gradient and one gather per slice sums them,
+applies the LeakyReLU derivative and reduces the bias gradient (no add kernels, no separate
+reductions; CUDA: float atomics, or per-block partial rows summed in a fixed order under
+torch.use_deterministic_algorithms; CPU: fixed pixel chunks summed in a fixed order).
+  `cutlass` (off | fwd | bwd | all; False/True = off/all): "fwd" runs convs 1..4 of the forward
+    through the fused conv + bias + LeakyReLU argument block writing the slice directly, "bwd" the
+    backward through dgrad (accumulating in place into one gradient buffer per dense block) and wgrad
+    (reading the activation prefixes). CUDA: CUTLASS implicit-GEMM kernels for bf16/fp16 (other dtypes
+    keep cuDNN); a conv CUTLASS declines at run time runs through ATen (cuDNN) and is counted
+    (`cutlass_fallbacks`). CPU: the same argument blocks emulated with ATen, for every dtype.
 Parameters are cast to the activation dtype (autocast-style: bf16/fp16 activations -> bf16/fp16
 GEMMs with fp32 accumulation); their gradients come back in each parameter's own dtype. `rrdb_trunk`
 casts the parameters of all its RRDBs in one differentiable cast (`_cast_params`), not 30 per RRDB.
@@ -39,12 +40,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._ext import require_extension
-from ._common import use_fused
+from .._ext import ops_loaded, require_extension
+from ._common import Fused, use_fused
 
 N_BLOCKS, N_CONVS = 3, 5
 N_PARAMS = 2 * N_CONVS * N_BLOCKS
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+CUTLASS_MODES = ("off", "fwd", "bwd", "all")
+_CUTLASS_BOOLS = {False: "off", True: "all"}
+
+
+def weight(params, b: int, k: int) -> torch.Tensor:
+    """rdb{b+1}.conv{k}.weight of an RRDB's params (b = 0..2, k = 1..5; csrc/rrdb/rrdb.h's `weight`)."""
+    return params[2 * (N_CONVS * b + k - 1)]
+
+
+def bias(params, b: int, k: int) -> torch.Tensor:
+    """rdb{b+1}.conv{k}.bias of an RRDB's params."""
+    return params[2 * (N_CONVS * b + k - 1) + 1]
+
+
+def cutlass_flags(cutlass: str | bool = "off") -> tuple[bool, bool]:
+    """(forward, backward) of the `cutlass` option: 'off' | 'fwd' | 'bwd' | 'all', or False / True."""
+    mode = _CUTLASS_BOOLS.get(cutlass, cutlass) if isinstance(cutlass, bool) else cutlass
+    if mode not in CUTLASS_MODES:
+        raise ValueError(f"rrdb: cutlass must be one of {CUTLASS_MODES} (or False/True), got {cutlass!r}")
+    return mode in ("fwd", "all"), mode in ("bwd", "all")
 
 
 def _check(x: torch.Tensor, params) -> tuple[int, int]:
@@ -68,18 +89,19 @@ def _check(x: torch.Tensor, params) -> tuple[int, int]:
         if p.dtype not in _DTYPES:
             raise TypeError(f"rrdb: params[{i}] must be floating point, got {p.dtype}")
     nf = x.shape[1]
-    if params[0].dim() != 4:
-        raise ValueError(f"rrdb: rdb1.conv1.weight must be (gc, nf, 3, 3), got {tuple(params[0].shape)}")
-    gc = params[0].shape[0]
+    w1 = weight(params, 0, 1)
+    if w1.dim() != 4:
+        raise ValueError(f"rrdb: rdb1.conv1.weight must be (gc, nf, 3, 3), got {tuple(w1.shape)}")
+    gc = w1.shape[0]
     for b in range(N_BLOCKS):
         for k in range(1, N_CONVS + 1):
             cout, cin = (nf if k == N_CONVS else gc), nf + (k - 1) * gc
-            w, bias = params[2 * (N_CONVS * b + k - 1)], params[2 * (N_CONVS * b + k - 1) + 1]
+            w, bs = weight(params, b, k), bias(params, b, k)
             if tuple(w.shape) != (cout, cin, 3, 3):
                 raise ValueError(f"rrdb: rdb{b + 1}.conv{k}.weight must be {(cout, cin, 3, 3)} for nf={nf}, gc={gc}, "
                                  f"got {tuple(w.shape)}")
-            if tuple(bias.shape) != (cout,):
-                raise ValueError(f"rrdb: rdb{b + 1}.conv{k}.bias must be ({cout},), got {tuple(bias.shape)}")
+            if tuple(bs.shape) != (cout,):
+                raise ValueError(f"rrdb: rdb{b + 1}.conv{k}.bias must be ({cout},), got {tuple(bs.shape)}")
     return nf, gc
 
 
@@ -99,7 +121,7 @@ def rrdb_reference(x: torch.Tensor, params) -> torch.Tensor:
     params = [p.to(x.dtype) for p in params]
     h = x
     for b in range(N_BLOCKS):
-        h = dense_block_reference(h, params[10 * b:10 * (b + 1)])
+        h = dense_block_reference(h, params[2 * N_CONVS * b:2 * N_CONVS * (b + 1)])
     return h * 0.2 + x
 
 
@@ -116,13 +138,14 @@ def rrdb_params(block: nn.Module) -> list[torch.Tensor]:
                         f"{type(block).__name__} ({e})") from None
 
 
-def _setup_context(ctx, inputs, output):
-    x, params = inputs
+def _setup_context(ctx, inputs, keyword_only_inputs, output):
+    x, params = inputs[:2]
     _, buf1, buf2, buf3 = output
     # the buffers are saved state for the backward, not differentiable results
     ctx.mark_non_differentiable(buf1, buf2, buf3)
     ctx.save_for_backward(buf1, buf2, buf3, *params)
     ctx.x_dtype = x.dtype
+    ctx.cutlass = keyword_only_inputs.get("cutlass_bwd", False)  # the backward's `cutlass`
 
 
 def _bias_sizes(nf: int, gc: int) -> list[int]:
@@ -132,19 +155,21 @@ def _bias_sizes(nf: int, gc: int) -> list[int]:
 def _backward(ctx, grad_out, _g1, _g2, _g3):
     buf1, buf2, buf3, *params = ctx.saved_tensors
     if grad_out is None:
-        return None, None
+        return None, None, None
     if torch.is_grad_enabled() and (grad_out.requires_grad or any(p.requires_grad for p in params)):
         # the backward op has no derivative of its own: its results would silently lack a graph
         raise RuntimeError("rrdb: double backward (create_graph=True through the fused RRDB op) is not supported; "
                            "use fused=False for higher-order gradients")
-    need_x, need_params = ctx.needs_input_grad
+    need_x, need_params = ctx.needs_input_grad[:2]
     need_params = any(need_params)
-    grad_x, grad_w, grad_b = torch.ops.gansr.rrdb_bwd(grad_out.to(buf1.dtype), buf1, buf2, buf3, params, need_params)
+    grad_x, grad_w, grad_b = torch.ops.gansr.rrdb_bwd(grad_out.to(buf1.dtype), buf1, buf2, buf3, params, need_params,
+                                                      ctx.cutlass)
     grad_x = grad_x.to(ctx.x_dtype) if need_x else None
     if not need_params:
-        return grad_x, [None] * len(params)
-    grad_bs = grad_b.split(_bias_sizes(buf1.shape[1] - 4 * params[0].shape[0], params[0].shape[0]))
-    return grad_x, [g for pair in zip(grad_w, grad_bs) for g in pair]
+        return grad_x, [None] * len(params), None
+    gc = weight(params, 0, 1).shape[0]
+    grad_bs = grad_b.split(_bias_sizes(buf1.shape[1] - 4 * gc, gc))
+    return grad_x, [g for pair in zip(grad_w, grad_bs) for g in pair], None
 
 
 def _nhwc(like: torch.Tensor, c: int) -> torch.Tensor:
@@ -152,8 +177,8 @@ def _nhwc(like: torch.Tensor, c: int) -> torch.Tensor:
     return torch.empty((n, c, h, w), dtype=like.dtype, device=like.device, memory_format=torch.channels_last)
 
 
-def _fake_fwd(x, params):
-    nf, gc = x.shape[1], params[0].shape[0]
+def _fake_fwd(x, params, cutlass=False, *, cutlass_bwd=False):
+    nf, gc = x.shape[1], weight(params, 0, 1).shape[0]
     return _nhwc(x, nf), _nhwc(x, nf + 4 * gc), _nhwc(x, nf + 4 * gc), _nhwc(x, nf + 4 * gc)
 
 
@@ -164,26 +189,18 @@ def _weight_grad_like(w: torch.Tensor) -> torch.Tensor:
                        memory_format=torch.channels_last if cl else torch.contiguous_format)
 
 
-def _fake_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads=True):
-    nf, gc = grad_out.shape[1], params[0].shape[0]
+def _fake_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads=True, cutlass=False):
+    nf, gc = grad_out.shape[1], weight(params, 0, 1).shape[0]
     if not need_param_grads:
         return _nhwc(grad_out, nf), [], grad_out.new_empty((0,))
     grad_w = [_weight_grad_like(w) for w in params[0::2]]
     return _nhwc(grad_out, nf), grad_w, grad_out.new_empty((N_BLOCKS * (nf + 4 * gc),))
 
 
-_registered = False
-
-
-def _register() -> None:
-    """Attach autograd and fake (meta) kernels to the C++ ops once `_C` is loaded."""
-    global _registered
-    if _registered:
-        return
+if ops_loaded():
     torch.library.register_fake("gansr::rrdb_fwd")(_fake_fwd)
     torch.library.register_fake("gansr::rrdb_bwd")(_fake_bwd)
     torch.library.register_autograd("gansr::rrdb_fwd", _backward, setup_context=_setup_context)
-    _registered = True
 
 
 def _flat(p: torch.Tensor) -> torch.Tensor:
@@ -216,15 +233,21 @@ def _cast_params(groups: list[list[torch.Tensor]], dtype: torch.dtype) -> list[l
     return [[next(cast) for _ in group] for group in groups]
 
 
-def rrdb(x: torch.Tensor, params, fused: bool | None = None) -> torch.Tensor:
-    """One RRDB (see module docstring) from its 30 parameters. `fused`: True = compiled kernel,
-    False = reference, None = kernel when built for the device. Differentiable in x and params;
-    the result is channels_last when fused."""
+def _rrdb_op(x: torch.Tensor, params, cutlass: tuple[bool, bool]) -> torch.Tensor:
+    fwd, bwd = cutlass
+    return torch.ops.gansr.rrdb_fwd(x, params, fwd, cutlass_bwd=bwd)[0]
+
+
+def rrdb(x: torch.Tensor, params, fused: Fused = None, cutlass: str | bool = "off") -> torch.Tensor:
+    """One RRDB (see module docstring) from its 30 parameters. `fused`: 'on'/True = compiled kernel,
+    'off'/False = reference, 'auto'/None = kernel when built for the device; `cutlass`: which passes
+    use the fused-conv argument blocks (module docstring; ignored by the reference). Differentiable
+    in x and params; the result is channels_last when fused."""
     _check(x, params)
+    flags = cutlass_flags(cutlass)
     if not use_fused(fused, x):
         return rrdb_reference(x, params)
-    _register()
-    return torch.ops.gansr.rrdb_fwd(x, _cast_params([list(params)], x.dtype)[0])[0]
+    return _rrdb_op(x, _cast_params([list(params)], x.dtype)[0], flags)
 
 
 def cutlass_fallbacks(reset: bool = False) -> int:
@@ -234,17 +257,18 @@ def cutlass_fallbacks(reset: bool = False) -> int:
     return torch.ops.gansr.rrdb_cutlass_fallbacks(reset)
 
 
-def rrdb_trunk(feat: torch.Tensor, body: nn.Module, fused: bool | None = True) -> torch.Tensor:
+def rrdb_trunk(feat: torch.Tensor, body: nn.Module, fused: Fused = True, cutlass: str | bool = "off") -> torch.Tensor:
     """RRDBNet's trunk: the RRDB modules of `body` (an nn.Sequential) applied in turn through the op,
-    with the parameters of all of them cast to the activation dtype at once."""
+    with the parameters of all of them cast to the activation dtype at once; `fused`, `cutlass`: as
+    for `rrdb`."""
     groups = [rrdb_params(block) for block in body]
     for params in groups:
         _check(feat, params)  # every RRDB maps (N, nf, H, W) to the same shape
+    flags = cutlass_flags(cutlass)
     if not groups or not use_fused(fused, feat):
         for params in groups:
             feat = rrdb_reference(feat, params)
         return feat
-    _register()
     for params in _cast_params(groups, feat.dtype):
-        feat = torch.ops.gansr.rrdb_fwd(feat, params)[0]
+        feat = _rrdb_op(feat, params, flags)
     return feat
