@@ -63,8 +63,8 @@ static_assert(WgradF32Kernel<cutlass::bfloat16_t>::kThreadCount == 128, "4 warps
 // the current device's SM count (0 if unknown: no split)
 int device_sms() {
   int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-    return 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) return 0;
   return sms;
 }
 

@@ -88,9 +88,8 @@ struct ScaleByResidual<cutlass::Array<F, N>> {
 };
 // E: element of x, w, bias, r1 and out; A: accumulation / compute type
 template <typename E, typename A>
-using ResidualEpilogue =
-    cutlass::epilogue::thread::LinearCombinationResidualBlock<E, A, A, E, kAlignElements, ScaleByResidual, cutlass::plus,
-                                                              cutlass::epilogue::thread::Identity>;
+using ResidualEpilogue = cutlass::epilogue::thread::LinearCombinationResidualBlock<
+    E, A, A, E, kAlignElements, ScaleByResidual, cutlass::plus, cutlass::epilogue::thread::Identity>;
 
 template <typename E>
 bool residual_supported(const ConvBiasResidualArgs& a) {

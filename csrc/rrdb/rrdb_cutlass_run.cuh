@@ -27,7 +27,8 @@ cudaError_t run_conv(const Problem<E, EC>& p, const typename Kernel::EpilogueOut
   if (op.can_implement(args) != cutlass::Status::kSuccess) return cudaErrorNotSupported;
   const size_t need = Conv::get_workspace_size(args);
   if (need > workspace_bytes || (need && !workspace)) return cudaErrorNotSupported;
-  if (op.initialize(args, need ? workspace : nullptr, stream) != cutlass::Status::kSuccess) return cudaErrorNotSupported;
+  const cutlass::Status init = op.initialize(args, need ? workspace : nullptr, stream);
+  if (init != cutlass::Status::kSuccess) return cudaErrorNotSupported;
   if (op.run(stream) != cutlass::Status::kSuccess) {
     const cudaError_t e = cudaGetLastError();
     return e == cudaSuccess ? cudaErrorLaunchFailure : e;
