@@ -186,6 +186,17 @@ struct CpuBackend final : Backend {
     at::leaky_relu_out(out, conv3x3(x, w, b), a.slope);
     return true;
   }
+  bool conv_bias_residual(DType t, const ConvBiasResidualArgs& a) const override {
+    if (a.r2 != nullptr) return false;  // as the CUDA kernel: one residual source only
+    const auto st = scalar_type(t);
+    const at::Tensor x = nhwc_view(a.x, a.N, a.cin, a.H, a.W, a.x_stride, st);
+    const at::Tensor w = nhwc_view(a.w, a.cout, a.cin, 3, 3, a.cin, st);
+    const at::Tensor b = at::from_blob(const_cast<void*>(a.bias), {a.cout}, at::TensorOptions().dtype(st));
+    const at::Tensor r1 = nhwc_view(a.r1, a.N, a.cout, a.H, a.W, a.r1_stride, st);
+    at::Tensor out = nhwc_view(a.out, a.N, a.cout, a.H, a.W, a.out_stride, st);
+    at::add_out(out, r1, conv3x3(x, w, b), a.s1);
+    return true;
+  }
   bool has_fused_bwd(DType) const override { return cutlass; }
   bool conv_dgrad(DType t, const ConvDgradArgs& a) const override {
     if (!cutlass) return false;

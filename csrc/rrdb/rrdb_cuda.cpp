@@ -31,6 +31,10 @@ struct CudaBackend final : Backend {
     return launched(launch_conv3x3_bias_lrelu(t, a, c10::cuda::getCurrentCUDAStream().stream()),
                     "CUTLASS conv + bias + LeakyReLU");
   }
+  bool conv_bias_residual(DType t, const ConvBiasResidualArgs& a) const override {
+    return launched(launch_conv3x3_bias_residual(t, a, c10::cuda::getCurrentCUDAStream().stream()),
+                    "CUTLASS conv + bias + residual");
+  }
   bool has_fused_bwd(DType t) const override { return has_fused_conv(t); }
   bool conv_dgrad(DType t, const ConvDgradArgs& a) const override {
     return launched(launch_conv3x3_dgrad(t, a, c10::cuda::getCurrentCUDAStream().stream()), "CUTLASS dgrad");

@@ -4,7 +4,10 @@
 // is this algorithm too, so CPU tests check the CUDA path's glue):
 //   forward:  conv_k without bias -> epilogue writes lrelu(y + b) into slice k of the buffer; conv5's
 //             epilogue writes x + 0.2 (y + b) straight into the next block's buffer prefix (block 3:
-//             x0 + 0.2 (x + 0.2 (y + b)), the RRDB output).
+//             x0 + 0.2 (x + 0.2 (y + b)), the RRDB output). With a backend that has fused convs
+//             (rrdb_fwd(cutlass=True)): convs 1..4 write lrelu(conv + b) into their slice in one
+//             kernel, and conv5 of blocks 1-2 writes x + 0.2 (conv + b) into the next buffer in one
+//             kernel (block 3's two residuals stay conv + epilogue: the kernel has one source).
 //   backward: each conv's data gradient D_k (over the prefix it read) is kept, and the gather of
 //             slice j sums D_{j+1..5}[slice j] (+ residual paths), applies the LeakyReLU derivative
 //             from the saved output's sign and reduces the bias gradient in the same pass: no add
@@ -114,6 +117,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::
         {
           RRDB_SCOPE("fused_conv");
           if (be.conv_bias_lrelu(dt, ca)) continue;
+        }
+        ++fused_conv_fallbacks;
+      }
+      if (k == kConvs && b + 1 < kBlocks && be.has_fused_conv(dt)) {
+        const at::Tensor w_krsc = weight(params, b, k).contiguous(at::MemoryFormat::ChannelsLast);
+        ConvBiasResidualArgs ra{};
+        ra.x = buf.const_data_ptr();  // conv5 reads the whole buffer
+        ra.x_stride = Ct;
+        ra.w = w_krsc.const_data_ptr();
+        ra.bias = bias(params, b, k).const_data_ptr();
+        ra.r1 = buf.const_data_ptr();  // the block input, channels [0, nf)
+        ra.r1_stride = Ct;
+        ra.s1 = kResScale;
+        ra.out = bufs[b + 1].data_ptr();  // straight into the next block's prefix
+        ra.out_stride = Ct;
+        set_problem(ra, d, Ct, d.nf);
+        {
+          RRDB_SCOPE("fused_conv");
+          if (be.conv_bias_residual(dt, ra)) continue;
         }
         ++fused_conv_fallbacks;
       }

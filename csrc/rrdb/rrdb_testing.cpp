@@ -24,6 +24,7 @@ HostConv<Args> host_conv_ptr(int64_t address) {
 struct HostConvBackend final : Backend {
   const Backend& cpu = cpu_backend(false);  // epilogue, gather, and the convs without a host function
   HostConv<ConvBiasActArgs> fprop = nullptr;
+  HostConv<ConvBiasResidualArgs> residual = nullptr;  // conv5 of blocks 1-2; null: the ATen emulation
   HostConv<ConvDgradArgs> dgrad = nullptr;
   HostConv<ConvWgradArgs> wgrad = nullptr;
 
@@ -31,6 +32,9 @@ struct HostConvBackend final : Backend {
   void gather(DType t, const GatherArgs& a) const override { cpu.gather(t, a); }
   bool has_fused_conv(DType) const override { return fprop != nullptr; }
   bool conv_bias_lrelu(DType t, const ConvBiasActArgs& a) const override { return fprop(int(t), &a) == 0; }
+  bool conv_bias_residual(DType t, const ConvBiasResidualArgs& a) const override {
+    return residual ? residual(int(t), &a) == 0 : cpu_backend(true).conv_bias_residual(t, a);
+  }
   bool has_fused_bwd(DType) const override { return dgrad || wgrad; }
   bool conv_dgrad(DType t, const ConvDgradArgs& a) const override {
     return dgrad ? dgrad(int(t), &a) == 0 : cpu.conv_dgrad(t, a);
@@ -41,9 +45,11 @@ struct HostConvBackend final : Backend {
 };
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rrdb_fwd_host_conv(const at::Tensor& x,
-                                                                              at::TensorList params, int64_t fprop) {
+                                                                              at::TensorList params, int64_t fprop,
+                                                                              int64_t residual) {
   HostConvBackend be;
   be.fprop = host_conv_ptr<ConvBiasActArgs>(fprop);
+  be.residual = host_conv_ptr<ConvBiasResidualArgs>(residual);
   return sliced_fwd(x, params, be);
 }
 
@@ -59,7 +65,7 @@ BwdResult rrdb_bwd_host_conv(const at::Tensor& grad_out, const at::Tensor& buf1,
 }  // namespace
 
 TORCH_LIBRARY(gansr_testing, m) {
-  m.def("rrdb_fwd_host_conv(Tensor x, Tensor[] params, int fprop) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("rrdb_fwd_host_conv(Tensor x, Tensor[] params, int fprop, int residual=0) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("rrdb_bwd_host_conv(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params, int dgrad, "
         "int wgrad, bool need_param_grads=True) -> (Tensor, Tensor[], Tensor)");
 }
