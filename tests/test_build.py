@@ -44,3 +44,15 @@ def test_mismatched_torch_is_a_clear_import_error(monkeypatch):
     monkeypatch.setattr(_ext, "_load_error", None)
     with pytest.raises(ImportError, match="built against torch 1.0.0"):
         _ext._load()
+
+
+def test_cpu_kernels_run_on_several_threads():
+    """at::parallel_for (every CPU kernel's loop) is a header template: its OpenMP region is compiled
+    into _C, so without -fopenmp in the build every CPU kernel silently ran on one thread."""
+    _ext.require_extension()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert _ext.require_extension().parallel_for_threads(64) == 2
+    finally:
+        torch.set_num_threads(before)
