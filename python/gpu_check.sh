@@ -7,7 +7,14 @@
 #
 # Wheels the machine lacks (lpips, nvidia-cutlass, ...) may be carried in .carry/wheels.
 # The device tool brings back at most 8 files from $OUT, so output is kept to 7: summary.txt,
-# build_info.json, build.log, cuda_tests.log, sanitizer.log, bench.json, bench.md.
+# build_info.json, build.log, cuda_tests.log, sanitizer.log, bench.json, bench.md (the graph check's
+# and the tile sweep's JSON go into bench.json).
+#
+# Time (one 600 s device command, BUDGET_S 560; estimates from this project's compile times, none
+# measured on the device yet): build ~1-2 min on 16 cores for one arch (here, 2 cores and 4 archs:
+# ~6 min, of which the CUTLASS files ~150 s CPU); CUDA tests <= 240 s; graphed-step check <= 90 s
+# (expected 30-60 s); tile sweep <= 60 s (expected < 30 s); compute-sanitizer 4 tools <= 240 s;
+# benchmarks get what is left (each <= 180 s, skipped under 45 s left: their lines say so).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_out}
@@ -47,6 +54,18 @@ step "CUDA tests"
 timeout "$(cap 240 120)" $PY -m pytest -q -p no:cacheprovider tests -k cuda --continue-on-collection-errors \
   --durations=15 >"$OUT/cuda_tests.log" 2>&1 || status=1
 tail -5 "$OUT/cuda_tests.log" | tee -a "$OUT/summary.txt"
+
+# issue 14's new paths, before the sanitizer and benchmarks so their verdicts come back first:
+# the CUDA-graphed G step (train.cuda_graph=on vs off: same weights, replays, timing) and the CUTLASS
+# fprop tile sweep (fastest valid tile); each writes one JSON into $TMP, folded into bench.json
+step "graphed G step check ($(left) s left)"
+timeout "$(cap 90 60)" $PY python/gpu_graph_check.py >"$TMP/gpu_graph_check.log" 2>&1 || status=1
+tail -4 "$TMP/gpu_graph_check.log" | tee -a "$OUT/summary.txt"
+grep '^{' "$TMP/gpu_graph_check.log" | tail -1 >"$TMP/gpu_graph_check.json" || true
+[ -s "$TMP/gpu_graph_check.json" ] || rm -f "$TMP/gpu_graph_check.json"
+step "CUTLASS fprop tile sweep ($(left) s left)"
+timeout "$(cap 60 60)" $PY python/gpu_tile_sweep.py --out "$TMP/gpu_tile_sweep.json" >"$TMP/gpu_tile_sweep.log" 2>&1 || status=1
+tail -6 "$TMP/gpu_tile_sweep.log" | tee -a "$OUT/summary.txt"
 
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
 if [ -n "$SAN" ]; then
@@ -89,7 +108,12 @@ done
 $PY - "$TMP" "$OUT/bench.json" <<'PYEOF'
 import json, pathlib, sys
 tmp, out = pathlib.Path(sys.argv[1]), sys.argv[2]
-json.dump({p.stem: json.loads(p.read_text()) for p in sorted(tmp.glob("*.json"))}, open(out, "w"), indent=2)
+def load(p):
+    try:
+        return json.loads(p.read_text())
+    except ValueError as e:  # a truncated file (a stage killed mid-write) must not lose the others
+        return {"unreadable": str(e)}
+json.dump({p.stem: load(p) for p in sorted(tmp.glob("*.json"))}, open(out, "w"), indent=2)
 PYEOF
 step "exit status $status"
 exit $status
