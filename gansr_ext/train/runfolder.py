@@ -78,3 +78,28 @@ def remove_orphan_temps(run_dir: str | Path) -> list[Path]:
     for p in found:
         p.unlink(missing_ok=True)
     return found
+
+
+def refuse_a_used_folder(run_dir: str | Path, resume) -> None:
+    """A fresh run (not `resume`) must not write into a folder that already holds checkpoints."""
+    from .checkpointing import CheckpointManager
+
+    if not resume and CheckpointManager(Path(run_dir) / "checkpoints").latest() is not None:
+        raise RunFolderExists(f"run folder {run_dir} already holds checkpoints: continue it with "
+                              f"`gansr train --resume {run_dir}` or pick another name / output_dir")
+
+
+def lock_run_folder(run_dir: str | Path, resume, notes: list[str]) -> RunLock:
+    """Lock the run folder (rank 0), refuse it again under the lock (the first look may have raced a
+    starting run) and remove the temp files of writes a killed run left (noted in `notes`)."""
+    lock = RunLock(run_dir)
+    try:
+        refuse_a_used_folder(run_dir, resume)
+    except RunFolderError:
+        lock.release()
+        raise
+    orphans = remove_orphan_temps(run_dir)
+    if orphans:
+        notes.append(f"removed {len(orphans)} temp file(s) left by a killed write: "
+                     + ", ".join(p.name for p in orphans[:5]))
+    return lock

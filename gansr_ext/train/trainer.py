@@ -26,12 +26,12 @@ from torch import nn
 from ..data.datasets import DataError, EpochSeededDataset, EpochTaggedSampler
 from . import distributed as dist_utils
 from .builders import build_parts, resolve_device
-from .checkpointing import CheckpointManager, seed_everything
+from .checkpointing import seed_everything
 from .config import dump_config
 from .guard import input_gradient_norm
 from .logging import IntervalMeans, RunLogger
 from .rollback import DivergenceGuard
-from .runfolder import RunFolderError, RunFolderExists, RunLock, remove_orphan_temps
+from .runfolder import RunFolderError, RunLock, lock_run_folder, refuse_a_used_folder
 from .state import TrainerState
 
 _unwrap = dist_utils.unwrap
@@ -56,7 +56,7 @@ class Trainer(TrainerState, DivergenceGuard):
         self.main = self.rank == 0
         self.run_dir = Path(run_dir) if run_dir is not None else Path(cfg["output_dir"]) / cfg["name"]
         self.lock: RunLock | None = None
-        self._refuse_a_used_folder(resume)  # before any collective (DDP init): every rank looks, none writes
+        refuse_a_used_folder(self.run_dir, resume)  # before any collective (DDP init): every rank looks, none writes
         seed_everything(cfg["seed"] + self.rank)
         p = build_parts(cfg, self.device, self.world, resume=bool(resume), generator=generator,
                         discriminator=discriminator, losses=losses, train_set=train_set, val_set=val_set)
@@ -82,27 +82,16 @@ class Trainer(TrainerState, DivergenceGuard):
 
     # ------------------------------------------------------------------ run folder
 
-    def _refuse_a_used_folder(self, resume) -> None:
-        if not resume and CheckpointManager(self.run_dir / "checkpoints").latest() is not None:
-            raise RunFolderExists(f"run folder {self.run_dir} already holds checkpoints: continue it with "
-                                  f"`gansr train --resume {self.run_dir}` or pick another name / output_dir")
-
     def _open_run_folder(self, resume) -> None:
         """Rank 0 creates and locks the run folder (held until `close()`) and removes the temp files of
         writes a killed run left; every rank raises if the folder is in use."""
         error = None
         if self.main:
             try:
-                self.lock = RunLock(self.run_dir)
-                self._refuse_a_used_folder(resume)  # again: the first look may have raced a starting run
+                self.lock = lock_run_folder(self.run_dir, resume, self.notes)
             except RunFolderError as e:
                 self.close()
                 error = e
-            else:
-                orphans = remove_orphan_temps(self.run_dir)
-                if orphans:
-                    self.notes.append(f"removed {len(orphans)} temp file(s) left by a killed write: "
-                                      + ", ".join(p.name for p in orphans[:5]))
         error = dist_utils.broadcast_object(error)
         if error is not None:
             raise error
