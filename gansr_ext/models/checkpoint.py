@@ -123,7 +123,7 @@ def _is_trainer_checkpoint(obj) -> bool:
     return isinstance(obj, dict) and "iteration" in obj and ("ema" in obj or "G" in obj)
 
 
-def _unwrap(obj) -> tuple[dict, dict | None]:
+def _weights_and_arch(obj) -> tuple[dict, dict | None]:
     """-> (flat state dict, arch metadata or None)."""
     if _is_trainer_checkpoint(obj):
         for key in ("ema", "G"):  # the EMA weights are what validation and the exported generator use
@@ -208,7 +208,7 @@ def convert_state_dict(sd) -> tuple[dict, dict]:
     """Any supported checkpoint object -> (state dict with BasicSR names, RRDBNet kwargs).
 
     Metadata (gansr_ext format) wins over inference; missing metadata entries are inferred."""
-    flat, arch = _unwrap(sd)
+    flat, arch = _weights_and_arch(sd)
     flat = _to_basicsr_names(_strip_module_prefix(flat))
     inferred = infer_arch(flat)
     return flat, {**inferred, **(arch or {})}

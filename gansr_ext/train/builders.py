@@ -127,7 +127,7 @@ def build_dataset(cfg: dict, split: str):
     Types: hr_only (folder of HR images, LR by bicubic downscaling), paired (HR and LR folders),
     samples (the scikit-image sample images of `gansr_ext.data.sample_images`, split by name).
     """
-    from .. import data as D
+    from .. import data as data_pkg
 
     spec = cfg["data"][split]
     key = f"data.{split}"
@@ -136,24 +136,24 @@ def build_dataset(cfg: dict, split: str):
              "augment": train, "seed": cfg["seed"]}
     kind = spec["type"]
     try:
-        return _build_dataset(D, spec, key, kind, fixed, split)
+        return _build_dataset(data_pkg, spec, key, kind, fixed, split)
     except (OSError, ValueError) as e:
         if isinstance(e, ConfigError):
             raise
         raise DataError(f"{key}: {' '.join(str(e).split())}") from None
 
 
-def _build_dataset(D, spec: dict, key: str, kind: str, fixed: dict, split: str):
+def _build_dataset(data_pkg, spec: dict, key: str, kind: str, fixed: dict, split: str):
     if kind == "samples":
-        return call_with_args(D.HROnlyDataset, key, {"hr": D.sample_images(split), **fixed}, spec["args"])
+        return call_with_args(data_pkg.HROnlyDataset, key, {"hr": data_pkg.sample_images(split), **fixed}, spec["args"])
     if spec["root"] is None:
         raise ConfigError(f"config key '{key}.root' is not set (the folder of {split} HR images)")
     if kind == "hr_only":
-        return call_with_args(D.HROnlyDataset, key, {"hr": spec["root"], **fixed}, spec["args"])
+        return call_with_args(data_pkg.HROnlyDataset, key, {"hr": spec["root"], **fixed}, spec["args"])
     if kind == "paired":
         if spec["lr_root"] is None:
             raise ConfigError(f"config key '{key}.lr_root' is not set (paired data needs an LR folder)")
-        return call_with_args(D.PairedImageDataset, key, {"hr_dir": spec["root"], "lr_dir": spec["lr_root"], **fixed},
+        return call_with_args(data_pkg.PairedImageDataset, key, {"hr_dir": spec["root"], "lr_dir": spec["lr_root"], **fixed},
                               spec["args"])
     raise ConfigError(f"config key '{key}.type' must be 'hr_only', 'paired' or 'samples', got {kind!r}")
 

@@ -44,28 +44,28 @@ class DivergenceGuard:
     def _setup_guard(self) -> None:
         """The guard's state (module docstring) and the `guard.inject_nan_at` test hook, which wraps the
         G loss."""
-        g, cfg = self.cfg["guard"], self.cfg
+        guard_cfg, cfg = self.cfg["guard"], self.cfg
         self.idle_d = None
         if self.gan:
             self.idle_d = IdleDiscriminatorWatch(
-                chance_d_loss(self.gan_loss), g["idle_d_epsilon"],
-                window_for(cfg["train"]["total_iters"], g["idle_d_window"], g["idle_d_min_iters"]))
-        if g["inject_nan_at"]:
-            self.losses = NaNLoss(self.losses, nan_at(g["inject_nan_at"], lambda: self.iteration + 1))
+                chance_d_loss(self.gan_loss), guard_cfg["idle_d_epsilon"],
+                window_for(cfg["train"]["total_iters"], guard_cfg["idle_d_window"], guard_cfg["idle_d_min_iters"]))
+        if guard_cfg["inject_nan_at"]:
+            self.losses = NaNLoss(self.losses, nan_at(guard_cfg["inject_nan_at"], lambda: self.iteration + 1))
         self.skipped_total = self.rollbacks = 0
         self._nonfinite_run = self._collapse_run = 0
 
     def _guard(self, stats: dict, log: RunLogger) -> bool:
         """Update the divergence counters; True when a rollback happened."""
-        g = self.cfg["guard"]
+        guard_cfg = self.cfg["guard"]
         if stats["skipped"]:
             self._nonfinite_run += 1
             self.skipped_total += 1
             self._clean_since_save = False
             bad = {k: v for k, v in ((k, float(v)) for k, v in stats.items()) if not math.isfinite(v)}
             log.info(f"iter {self.iteration}: non-finite loss {bad} -> step skipped "
-                     f"({self._nonfinite_run}/{g['max_nonfinite']} in a row)")
-            if self._nonfinite_run >= g["max_nonfinite"]:
+                     f"({self._nonfinite_run}/{guard_cfg['max_nonfinite']} in a row)")
+            if self._nonfinite_run >= guard_cfg["max_nonfinite"]:
                 self.rollback(f"{self._nonfinite_run} non-finite losses in a row", log)
                 return True
             return False
@@ -74,12 +74,12 @@ class DivergenceGuard:
             warning = self.idle_d.update(stats["d_loss"], self.iteration)
             if warning:
                 self._note(warning, log)
-        if self.gan and g["collapse_d_loss"] > 0:
-            low = dist_utils.all_true(stats.get("d_loss", 1.0) < g["collapse_d_loss"], self.device)
+        if self.gan and guard_cfg["collapse_d_loss"] > 0:
+            low = dist_utils.all_true(stats.get("d_loss", 1.0) < guard_cfg["collapse_d_loss"], self.device)
             self._collapse_run = self._collapse_run + 1 if low else 0
             self._clean_since_save = self._clean_since_save and not low
-            if self._collapse_run >= g["collapse_patience"]:
-                self.rollback(f"D loss below {g['collapse_d_loss']} for {self._collapse_run} iterations "
+            if self._collapse_run >= guard_cfg["collapse_patience"]:
+                self.rollback(f"D loss below {guard_cfg['collapse_d_loss']} for {self._collapse_run} iterations "
                               "(discriminator collapse)", log)
                 return True
         return False
@@ -99,8 +99,8 @@ class DivergenceGuard:
     def rollback(self, reason: str, log: RunLogger) -> None:
         """Restore a checkpoint from before the divergence (`_rollback_target`), delete the newer ones
         (the abandoned timeline), and scale every learning rate by guard.lr_factor."""
-        g = self.cfg["guard"]
-        if self.rollbacks >= g["max_rollbacks"]:
+        guard_cfg = self.cfg["guard"]
+        if self.rollbacks >= guard_cfg["max_rollbacks"]:
             raise TrainingDiverged(f"training diverged: {reason}, and {self.rollbacks} rollbacks "
                                    "(guard.max_rollbacks) did not help")
         path = self._rollback_target(reason)
@@ -110,7 +110,7 @@ class DivergenceGuard:
         self._clean_since_save, self._ckpt_due = True, False
         dropped = self.ckpt.discard_after(self.iteration) if self.main else []
         dist_utils.barrier()
-        factor = g["lr_factor"]
+        factor = guard_cfg["lr_factor"]
         scale_learning_rates(((self.opt_g, self.sched_g), (self.opt_d, self.sched_d)), factor)
         self.rollbacks += 1
         self._nonfinite_run = self._collapse_run = 0
