@@ -35,4 +35,15 @@ inline DType kernel_dtype(at::ScalarType t) {
   }
 }
 
+// ... and back (the CPU twins of the launchers dispatch on it).
+inline at::ScalarType scalar_type(DType t) {
+  switch (t) {
+    case DType::kFloat: return at::kFloat;
+    case DType::kDouble: return at::kDouble;
+    case DType::kHalf: return at::kHalf;
+    case DType::kBFloat16: return at::kBFloat16;
+  }
+  return at::kFloat;
+}
+
 }  // namespace gansr

@@ -7,6 +7,10 @@
 #define GANSR_CUDA_CHECK(expr)                                                             \
   do {                                                                                     \
     const cudaError_t _gansr_e = (expr);                                                   \
-    TORCH_CHECK(_gansr_e == cudaSuccess, "CUDA error in ", #expr, ": ",                    \
-                cudaGetErrorString(_gansr_e));                                             \
+    GANSR_CUDA_CHECK_CODE(_gansr_e, #expr);                                                \
   } while (0)
+
+// The same check of an error code already taken (e.g. after handling one code specially); `what`
+// names the call in the message.
+#define GANSR_CUDA_CHECK_CODE(e, what) \
+  TORCH_CHECK((e) == cudaSuccess, "CUDA error in ", what, ": ", cudaGetErrorString(e))

@@ -48,10 +48,12 @@ cudaError_t dispatch_dtype(DType dtype, Fn&& fn) {
 
 // Blocks of `threads` threads for a grid-stride loop over n items: enough to give each item a thread,
 // at most 65535 * 8 (the loop does the rest: beyond that more blocks only add scheduling), at least 1.
-inline int grid_for(int64_t n, int threads) {
-  constexpr int64_t kMaxBlocks = 65535 * 8;
-  const int64_t blocks = (n + threads - 1) / threads;
-  return (int)(blocks < 1 ? 1 : (blocks < kMaxBlocks ? blocks : kMaxBlocks));
+inline int grid_for(int64_t n, int threads) { return (int)blocks_for(n, threads, 65535 * 8); }
+
+// 2-D grid of blocks of (bx, by) threads over `rows` x `cols` items, rows along y of the block and x of
+// the grid (grid-stride beyond max_x blocks), cols along x of the block and y of the grid.
+inline dim3 grid_2d(int64_t rows, int by, int64_t max_x, int64_t cols, int bx) {
+  return dim3((unsigned)blocks_for(rows, by, max_x), (unsigned)((cols + bx - 1) / bx));
 }
 
 }  // namespace dev

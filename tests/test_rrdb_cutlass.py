@@ -30,7 +30,7 @@ from gansr_ext.ops import rrdb as R
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "csrc" / "rrdb" / "rrdb_cutlass_host_ref.cc"
-HEADERS = [REPO / "csrc" / "rrdb" / n for n in ("rrdb_cutlass_problem.h", "rrdb_args.h")]
+HEADERS = [REPO / "csrc" / n for n in ("rrdb/rrdb_cutlass_problem.h", "rrdb/rrdb_args.h", "kernel_defs.h")]
 # CUTLASS's numeric_conversion.h names device intrinsics in templates the host never instantiates
 FLAGS = ["-std=c++17", "-O2", "-fPIC", "-shared", "-fpermissive", "-w"]
 
@@ -73,10 +73,13 @@ def build_host_ref(sources: dict | None = None) -> ctypes.CDLL:
     lib = cache / f"rrdb_cutlass_host_ref_{h.hexdigest()[:16]}.so"
     if not lib.exists():
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            # laid out as in csrc/ (rrdb_args.h includes "../kernel_defs.h")
+            where = {f.name: Path(tmp, f.relative_to(REPO / "csrc")) for f in [SOURCE, *HEADERS]}
             for name, text in texts.items():
-                Path(tmp, name).write_text(text)
+                where[name].parent.mkdir(exist_ok=True)
+                where[name].write_text(text)
             out = Path(tmp) / lib.name
-            subprocess.run(["g++", *FLAGS, *includes, f"-I{tmp}", str(Path(tmp, SOURCE.name)), "-o", str(out)],
+            subprocess.run(["g++", *FLAGS, *includes, str(where[SOURCE.name]), "-o", str(out)],
                            check=True)
             out.replace(lib)  # atomic: concurrent sessions never load a half-written file
     dll = ctypes.CDLL(str(lib))
@@ -146,7 +149,7 @@ class WgradArgs(ctypes.Structure):  # rrdb_args.h ConvWgradArgs
                 ("workspace", ctypes.c_void_p), ("workspace_bytes", ctypes.c_size_t)]
 
 
-_DTYPE_CODE = {torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}  # rrdb_args.h DType
+_DTYPE_CODE = {torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}  # gansr::DType (csrc/kernel_defs.h)
 
 
 def test_host_library_sees_the_same_argument_blocks(host_ref):

@@ -3,16 +3,16 @@
 // M = N*H*W pixel rows: element (m, c) of a C-channel slice lives at p[m * stride + c], so a slice
 // of a wider buffer is its base pointer advanced to the slice's first channel.
 //
-// T is float, double, half or bfloat16 (passed as void* + dtype code); A, the accumulation type, is
-// double for double and float otherwise.
+// T is float, double, half or bfloat16 (passed as void* + its gansr::DType code, kernel_defs.h); A, the
+// accumulation type, is double for double and float otherwise.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
+#include "../kernel_defs.h"
+
 namespace gansr {
 namespace rrdb {
-
-enum class DType : int { kFloat = 0, kDouble = 1, kHalf = 2, kBFloat16 = 3 };
 
 // Forward epilogue of one conv (the conv runs without bias):
 //   v = y + bias;  v = lrelu(v, slope) if act;  v = r1 + s1 v if r1;  v = r2 + s2 v if r2;  out = v
@@ -47,10 +47,7 @@ struct EpilogueArgs {
 constexpr int kMaxSources = 8;
 constexpr int kGatherRowsPerStep = 8;     // pixels per grid-stride step of a gather block (its blockDim.y)
 constexpr int64_t kGatherMaxGridX = 1024;  // few blocks: the bias reduction stays cheap, enough to fill a GPU
-inline int64_t gather_grid_x(int64_t M) {
-  const int64_t gx = (M + kGatherRowsPerStep - 1) / kGatherRowsPerStep;
-  return gx < 1 ? 1 : (gx > kGatherMaxGridX ? kGatherMaxGridX : gx);
-}
+inline int64_t gather_grid_x(int64_t M) { return blocks_for(M, kGatherRowsPerStep, kGatherMaxGridX); }
 struct GatherArgs {
   const void* src[kMaxSources];
   int64_t src_stride[kMaxSources];

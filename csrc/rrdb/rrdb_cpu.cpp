@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../common.h"
 #include "rrdb.h"
 #include "rrdb_sliced.h"
 
@@ -26,16 +27,6 @@ constexpr int64_t kGrainElems = 1 << 15;  // elements per parallel task, at leas
 // kernels dispatch the same way, and SSE2 alone made the loops ~3x slower per element than them.
 #define RRDB_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 constexpr int64_t kBiasChunks = 256;      // pixel chunks whose bias sums are added in a fixed order
-
-at::ScalarType scalar_type(DType t) {
-  switch (t) {
-    case DType::kFloat: return at::kFloat;
-    case DType::kDouble: return at::kDouble;
-    case DType::kHalf: return at::kHalf;
-    case DType::kBFloat16: return at::kBFloat16;
-  }
-  return at::kFloat;
-}
 
 // f(std::bool_constant<b>{}): a runtime flag as a compile-time one, so per-element branches fold away
 template <typename F>

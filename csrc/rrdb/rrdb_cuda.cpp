@@ -5,6 +5,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "../cuda_check.h"
 #include "rrdb_kernels.h"
 #include "rrdb_sliced.h"
 
@@ -12,19 +13,15 @@ namespace gansr {
 namespace rrdb {
 namespace {
 
-void check_launch(cudaError_t e, const char* what) {
-  TORCH_CHECK(e == cudaSuccess, "gansr::rrdb: CUDA error in the ", what, " kernel: ", cudaGetErrorString(e));
-}
-
 struct CudaBackend final : Backend {
   explicit CudaBackend(bool cutlass) : cutlass(cutlass) {}
   const bool cutlass;  // CUTLASS convs where built for the dtype (bf16 / fp16)
 
   void epilogue(DType t, const EpilogueArgs& a) const override {
-    check_launch(launch_epilogue(t, a, c10::cuda::getCurrentCUDAStream().stream()), "epilogue");
+    GANSR_CUDA_CHECK(launch_epilogue(t, a, c10::cuda::getCurrentCUDAStream().stream()));
   }
   void gather(DType t, const GatherArgs& a) const override {
-    check_launch(launch_gather(t, a, c10::cuda::getCurrentCUDAStream().stream()), "gradient gather");
+    GANSR_CUDA_CHECK(launch_gather(t, a, c10::cuda::getCurrentCUDAStream().stream()));
   }
   bool has_fused_conv(DType t) const override { return cutlass && (t == DType::kBFloat16 || t == DType::kHalf); }
   bool conv_bias_lrelu(DType t, const ConvBiasActArgs& a) const override {
@@ -46,7 +43,7 @@ struct CudaBackend final : Backend {
  private:
   static bool launched(cudaError_t e, const char* what) {
     if (e == cudaErrorNotSupported) return false;  // nothing launched: the caller runs ATen
-    check_launch(e, what);
+    GANSR_CUDA_CHECK_CODE(e, what);
     return true;
   }
 };

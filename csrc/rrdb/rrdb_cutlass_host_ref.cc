@@ -162,10 +162,10 @@ int wgrad(const rr::ConvWgradArgs& a) {
 // 0: computed; 1: declined (the launcher would return cudaErrorNotSupported); 2: dtype not handled
 template <template <typename, typename> class Op, typename Args>
 int dispatch(int dtype, const Args& a) {
-  switch (static_cast<rr::DType>(dtype)) {
-    case rr::DType::kBFloat16: return Op<cutlass::bfloat16_t, float>::run(a);  // the GPU's instantiations
-    case rr::DType::kHalf: return Op<cutlass::half_t, float>::run(a);
-    case rr::DType::kDouble: return Op<double, double>::run(a);
+  switch (static_cast<gansr::DType>(dtype)) {
+    case gansr::DType::kBFloat16: return Op<cutlass::bfloat16_t, float>::run(a);  // the GPU's instantiations
+    case gansr::DType::kHalf: return Op<cutlass::half_t, float>::run(a);
+    case gansr::DType::kDouble: return Op<double, double>::run(a);
     default: return 2;
   }
 }
@@ -195,10 +195,10 @@ int64_t rrdb_cutlass_wgrad_workspace(const rr::ConvWgradArgs* a, int sms) {
   return int64_t(cc::wgrad_workspace_bytes(*a, sms));
 }
 int rrdb_cutlass_wgrad_split_host(int dtype, const rr::ConvWgradArgs* a, int split_k) {
-  switch (static_cast<rr::DType>(dtype)) {
-    case rr::DType::kBFloat16: return wgrad_as<cutlass::bfloat16_t, float, float>(*a, split_k);
-    case rr::DType::kHalf: return wgrad_as<cutlass::half_t, float, float>(*a, split_k);
-    case rr::DType::kDouble: return wgrad_as<double, float, double>(*a, split_k);
+  switch (static_cast<gansr::DType>(dtype)) {
+    case gansr::DType::kBFloat16: return wgrad_as<cutlass::bfloat16_t, float, float>(*a, split_k);
+    case gansr::DType::kHalf: return wgrad_as<cutlass::half_t, float, float>(*a, split_k);
+    case gansr::DType::kDouble: return wgrad_as<double, float, double>(*a, split_k);
     default: return 2;
   }
 }

@@ -31,16 +31,6 @@
 namespace gansr {
 namespace rrdb {
 
-DType dtype_code(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return DType::kFloat;
-    case at::kDouble: return DType::kDouble;
-    case at::kHalf: return DType::kHalf;
-    case at::kBFloat16: return DType::kBFloat16;
-    default: TORCH_CHECK_TYPE(false, "gansr::rrdb: unsupported dtype ", t);
-  }
-}
-
 namespace {
 
 // profiler scopes (names "rrdb::..."): every backend call and each dense block, so CPU profiles of
@@ -91,7 +81,7 @@ std::vector<at::Tensor> with_dense_biases(at::TensorList params) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::Tensor& x_in, at::TensorList params_in,
                                                                       const Backend& be) {
   const Dims d = check_fwd_inputs(x_in, params_in, "gansr::rrdb_fwd");
-  const DType dt = dtype_code(x_in.scalar_type());
+  const DType dt = kernel_dtype(x_in.scalar_type());
   const std::vector<at::Tensor> params = with_dense_biases(params_in);
   const auto opts = x_in.options();
   const int64_t Ct = d.channels(), M = d.N * d.H * d.W;
@@ -315,7 +305,7 @@ BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const a
                      const at::Tensor& buf3, at::TensorList params, bool need_param_grads, const Backend& be) {
   const Dims d = check_bwd_inputs(grad_out, buf1, buf2, buf3, params);
   const auto st = grad_out.scalar_type();
-  const DType dt = dtype_code(st);
+  const DType dt = kernel_dtype(st);
   const auto opts = grad_out.options();
   const bool det = at::globalContext().deterministicAlgorithms();
   const at::Tensor bufs[kBlocks] = {nhwc(buf1), nhwc(buf2), nhwc(buf3)};

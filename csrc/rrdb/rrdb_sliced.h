@@ -30,8 +30,6 @@ struct Backend {
   virtual bool conv_wgrad(DType t, const ConvWgradArgs& a) const { return false; }
 };
 
-DType dtype_code(at::ScalarType t);
-
 // The CPU backend (rrdb_cpu.cpp): loop kernels over pixel rows; with `cutlass`, the fused convs'
 // argument blocks emulated with ATen for every dtype.
 const Backend& cpu_backend(bool cutlass);

@@ -12,9 +12,9 @@ int rrdb_args_sizes(int64_t* out) {  // lets the Python mirror check its layout
   return 0;
 }
 int rrdb_launch_epilogue(int dtype, const rr::EpilogueArgs* a) {
-  return rr::launch_epilogue(static_cast<rr::DType>(dtype), *a, nullptr);
+  return rr::launch_epilogue(static_cast<gansr::DType>(dtype), *a, nullptr);
 }
 int rrdb_launch_gather(int dtype, const rr::GatherArgs* a) {
-  return rr::launch_gather(static_cast<rr::DType>(dtype), *a, nullptr);
+  return rr::launch_gather(static_cast<gansr::DType>(dtype), *a, nullptr);
 }
 }
