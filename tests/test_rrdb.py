@@ -164,6 +164,10 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.gansr.rrdb_fwd.default, (x, params))
     torch.library.opcheck(torch.ops.gansr.rrdb_fwd.default, (x.detach(), [p.detach() for p in params]))
     torch.library.opcheck(torch.ops.gansr.rrdb_fwd.default, (x, params, True), {"cutlass_bwd": True})
+    # fp32 master parameters (only saved for backward): their gradients, none for the bf16 copies
+    low = [p.detach().bfloat16() for p in params]
+    torch.library.opcheck(torch.ops.gansr.rrdb_fwd.default, (x.detach().bfloat16().requires_grad_(), low, True, params),
+                          {"cutlass_bwd": True})
     _, *bufs = torch.ops.gansr.rrdb_fwd(x.detach(), [p.detach() for p in params])
     torch.library.opcheck(torch.ops.gansr.rrdb_bwd.default,
                           (torch.randn(2, 8, 5, 4), *bufs, [p.detach() for p in params]))
@@ -171,6 +175,10 @@ def test_opcheck():
                           (torch.randn(2, 8, 5, 4), *bufs, [p.detach() for p in params], False))
     torch.library.opcheck(torch.ops.gansr.rrdb_bwd.default,
                           (torch.randn(2, 8, 5, 4), *bufs, [p.detach() for p in params], True, True))
+    _, *bufs16 = torch.ops.gansr.rrdb_fwd(x.detach().bfloat16(), low)
+    for cutlass in (False, True):
+        torch.library.opcheck(torch.ops.gansr.rrdb_bwd.default,
+                              (torch.randn(2, 8, 5, 4).bfloat16(), *bufs16, low, True, cutlass, True))
     # channels_last weights (a model moved to channels_last) get channels_last weight gradients
     cl = [p.detach().contiguous(memory_format=torch.channels_last) if p.dim() == 4 else p.detach() for p in params]
     torch.library.opcheck(torch.ops.gansr.rrdb_bwd.default, (torch.randn(2, 8, 5, 4), *bufs, cl))

@@ -123,8 +123,9 @@ class Calls:
     def fwd(self, x, params):
         return torch.ops.gansr_testing.rrdb_fwd_host_conv(x, params, self.address["fprop"], self.address["residual"])
 
-    def bwd(self, *args):
-        return torch.ops.gansr_testing.rrdb_bwd_host_conv(*args, self.address["dgrad"], self.address["wgrad"])
+    def bwd(self, *args, **kwargs):
+        return torch.ops.gansr_testing.rrdb_bwd_host_conv(*args, self.address["dgrad"], self.address["wgrad"],
+                                                          **kwargs)
 
 
 def _case(nf, gc, shape, seed, dtype=torch.float64):
@@ -576,3 +577,28 @@ def test_injected_residual_argument_bug_is_caught():
     cin, buf, wt, bias, out = _residual_case(16, 8, 1, 3, 4, torch.float64, seed=48)
     assert residual_conv(dll, buf, cin, wt, bias, 16, out) == 0
     assert not torch.allclose(out[:, :16], _residual_expected(buf, cin, wt, bias, 16), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_sliced_backward_writes_fp32_param_grads_through_the_host_wgrad(host_ref, dtype):
+    """rrdb_bwd(fp32_param_grads=True) on 16-bit buffers through the host reference: every wgrad takes
+    dw_fp32 (none declined), the weight gradients are its fp32 accumulation, which the 16-bit path
+    rounds (the same problems otherwise: grad_x identical, the bias gradients the fp32 accumulator the
+    16-bit path rounds), and equal the CPU backend's fp32 emulation: within fp32 sums' error for
+    rdb3.conv5 (the same operands in both), within the 16-bit dgrads' difference upstream otherwise"""
+    x, params, g = _case(32, 16, (2, 4, 5), seed=48)
+    x, params, g = x.to(dtype), [p.to(dtype) for p in params], g.to(dtype)
+    _, *bufs = torch.ops.gansr.rrdb_fwd(x, params, True)
+    calls = Calls(host_ref)
+    gx, gw, gb = calls.bwd(g, *bufs, params, fp32_param_grads=True)
+    assert calls.done["wgrad"] == 15 and calls.declined["wgrad"] == 0
+    assert gx.dtype == dtype and gb.dtype == torch.float32 and all(w.dtype == torch.float32 for w in gw)
+    gx16, gw16, gb16 = calls.bwd(g, *bufs, params)
+    assert torch.equal(gx, gx16) and torch.equal(gb.to(dtype), gb16)
+    for w, w16 in zip(gw, gw16, strict=True):
+        assert torch.equal(w.to(dtype), w16) and not torch.equal(w.to(dtype).float(), w)
+    _, gw_cpu, gb_cpu = torch.ops.gansr.rrdb_bwd(g, *bufs, params, True, True, True)
+    torch.testing.assert_close(gw[-1], gw_cpu[-1], atol=1e-5 * gw_cpu[-1].abs().max().item(), rtol=0)
+    for w, w_cpu in zip(gw, gw_cpu, strict=True):
+        torch.testing.assert_close(w, w_cpu, atol=3e-2 * w_cpu.abs().max().item(), rtol=0)
+    torch.testing.assert_close(gb, gb_cpu, atol=3e-2 * gb_cpu.abs().max().item(), rtol=0)

@@ -90,11 +90,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> conv3x3_backward(const at::Tensor
 
 TORCH_LIBRARY_FRAGMENT(gansr, m) {
   // cutlass_bwd: not read by the forward; the autograd formula (gansr_ext/ops/rrdb.py) passes it to
-  // rrdb_bwd as its `cutlass`, so one call chooses both passes
-  m.def("rrdb_fwd(Tensor x, Tensor[] params, bool cutlass=False, *, bool cutlass_bwd=False) "
+  // rrdb_bwd as its `cutlass`, so one call chooses both passes. master: not read by the forward
+  // either; positional (autograd differentiates positional inputs only), only saved for backward
+  m.def("rrdb_fwd(Tensor x, Tensor[] params, bool cutlass=False, Tensor[]? master=None, *, bool cutlass_bwd=False) "
         "-> (Tensor, Tensor, Tensor, Tensor)");
   m.def("rrdb_bwd(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params, bool need_param_grads=True, "
-        "bool cutlass=False) -> (Tensor, Tensor[], Tensor)");
+        "bool cutlass=False, bool fp32_param_grads=False) -> (Tensor, Tensor[], Tensor)");
 }
 
 }  // namespace rrdb

@@ -11,11 +11,15 @@
 // backward needs (the LeakyReLU derivative comes from the sign of the saved output).
 //
 // Ops (schemas in rrdb.cpp; one algorithm, rrdb_sliced.cpp, on a CPU and a CUDA backend):
-//   rrdb_fwd(x, params[30], cutlass=False, *, cutlass_bwd=False) -> (out, buf1, buf2, buf3)
+//   rrdb_fwd(x, params[30], cutlass=False, master=None, *, cutlass_bwd=False) -> (out, buf1, buf2, buf3)
 //     cutlass_bwd: the `cutlass` of the rrdb_bwd that autograd runs for this call (unused here)
 //     params: rdb1.conv1.weight, rdb1.conv1.bias, ..., rdb3.conv5.weight, rdb3.conv5.bias (x's dtype)
-//   rrdb_bwd(grad_out, buf1, buf2, buf3, params[30], need_param_grads=True, cutlass=False)
-//       -> (grad_x, grad_weights[15], grad_biases)
+//     master: None or the 30 fp32 master parameters params were cast from (unused here: the autograd
+//       formula returns their gradients, from rrdb_bwd(fp32_param_grads=True), and none for params)
+//   rrdb_bwd(grad_out, buf1, buf2, buf3, params[30], need_param_grads=True, cutlass=False,
+//            fp32_param_grads=False) -> (grad_x, grad_weights[15], grad_biases)
+//     fp32_param_grads: weight and bias gradients in float32 whatever the activations' dtype (the
+//     CUTLASS wgrad writes its fp32 accumulation as is; declined / ATen wgrads are cast)
 //     grad_biases: the 15 bias gradients concatenated in params order (one tensor: one fill / cast
 //     for all of them; the Python side splits it into views)
 //     need_param_grads=False (no parameter needs a gradient, e.g. a frozen generator): no weight

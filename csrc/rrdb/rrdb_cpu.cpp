@@ -204,21 +204,28 @@ struct CpuBackend final : Backend {
     const auto st = scalar_type(t);
     const at::Tensor dy = nhwc_view(a.dy, a.N, a.cout, a.H, a.W, a.dy_stride, st);
     const at::Tensor x = nhwc_view(a.x, a.N, a.cin, a.H, a.W, a.x_stride, st);
-    at::Tensor dw = nhwc_view(a.dw, a.cout, a.cin, 3, 3, a.cin, st);
-    const at::Tensor w_shape = at::empty({a.cout, a.cin, 3, 3}, at::TensorOptions().dtype(st));
-    dw.copy_(std::get<1>(conv3x3_backward(dy, x, w_shape, {false, true, false})));
+    at::Tensor dw = nhwc_view(a.dw, a.cout, a.cin, 3, 3, a.cin, a.dw_fp32 ? at::kFloat : st);
+    // dw_fp32: as the CUDA kernel, the operands' products summed in float (double stays double) and
+    // written as float, never rounded to the operands' type
+    const auto ct = a.dw_fp32 && st != at::kDouble ? at::kFloat : st;
+    const at::Tensor w_shape = at::empty({a.cout, a.cin, 3, 3}, at::TensorOptions().dtype(ct));
+    dw.copy_(std::get<1>(conv3x3_backward(dy.to(ct), x.to(ct), w_shape, {false, true, false})));
     return true;
   }
 };
 
+using MasterParams = c10::optional<at::TensorList>;  // rrdb_fwd's `master`: saved by autograd, unused here
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rrdb_fwd_cpu(const at::Tensor& x, at::TensorList params,
-                                                                        bool cutlass, bool /*cutlass_bwd*/) {
+                                                                        bool cutlass, const MasterParams& /*master*/,
+                                                                        bool /*cutlass_bwd*/) {
   return sliced_fwd(x, params, cpu_backend(cutlass));
 }
 
 BwdResult rrdb_bwd_cpu(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
-                       const at::Tensor& buf3, at::TensorList params, bool need_param_grads, bool cutlass) {
-  return sliced_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads, cpu_backend(cutlass));
+                       const at::Tensor& buf3, at::TensorList params, bool need_param_grads, bool cutlass,
+                       bool fp32_param_grads) {
+  return sliced_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads, cpu_backend(cutlass), fp32_param_grads);
 }
 
 }  // namespace

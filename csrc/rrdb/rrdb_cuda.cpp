@@ -39,6 +39,9 @@ struct CudaBackend final : Backend {
   bool conv_wgrad(DType t, const ConvWgradArgs& a) const override {
     return launched(launch_conv3x3_wgrad(t, a, c10::cuda::getCurrentCUDAStream().stream()), "CUTLASS wgrad");
   }
+  size_t wgrad_workspace(DType t, const ConvWgradArgs& a) const override {
+    return has_fused_bwd(t) ? conv3x3_wgrad_workspace(t, a) : 0;
+  }
 
  private:
   static bool launched(cudaError_t e, const char* what) {
@@ -48,16 +51,20 @@ struct CudaBackend final : Backend {
   }
 };
 
+using MasterParams = c10::optional<at::TensorList>;  // rrdb_fwd's `master`: saved by autograd, unused here
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rrdb_fwd_cuda(const at::Tensor& x, at::TensorList params,
-                                                                         bool cutlass, bool /*cutlass_bwd*/) {
+                                                                         bool cutlass, const MasterParams& /*master*/,
+                                                                         bool /*cutlass_bwd*/) {
   c10::cuda::CUDAGuard guard(x.device());
   return sliced_fwd(x, params, CudaBackend(cutlass));
 }
 
 BwdResult rrdb_bwd_cuda(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
-                        const at::Tensor& buf3, at::TensorList params, bool need_param_grads, bool cutlass) {
+                        const at::Tensor& buf3, at::TensorList params, bool need_param_grads, bool cutlass,
+                        bool fp32_param_grads) {
   c10::cuda::CUDAGuard guard(grad_out.device());
-  return sliced_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads, CudaBackend(cutlass));
+  return sliced_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads, CudaBackend(cutlass), fp32_param_grads);
 }
 
 }  // namespace

@@ -17,10 +17,14 @@
 //             With a backend that has dgrad / wgrad on the views (rrdb_*(cutlass=True)): one gradient
 //             buffer per block, each dgrad adds in place into its prefix (beta 1), so a slice's
 //             gather has one source; wgrad reads the activation prefix (dense_block_bwd_accumulating).
+//             fp32_param_grads (the op was given fp32 master parameters): the wgrad writes its fp32
+//             accumulation as the weight gradient (dw_fp32), the fp32 bias accumulator is returned
+//             as it is; ATen / declined wgrads are cast.
 // Allocation only through PyTorch's caching allocator, no host synchronisation: CUDA-graph capturable.
 #include <ATen/record_function.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 
@@ -240,14 +244,27 @@ namespace {
 // slice k of G is complete (convs k+1..5 added to it), so its gather (lrelu', bias gradient) gives
 // conv_k's output gradient gk, whose dgrad adds into G[:, :cin(k)] (beta 1) and whose wgrad reads
 // the activation prefix in place. No per-conv data gradients, no prefix copies; returns G (its
-// first nf channels: the block input's gradient from the convs).
+// first nf channels: the block input's gradient from the convs). fp32_dw: the wgrads write float32
+// gradients (ConvWgradArgs.dw_fp32) with one workspace for the block's five, sized by the largest.
 at::Tensor dense_block_bwd_accumulating(const Backend& be, DType dt, const Dims& d, const at::Tensor& buf,
                                         const at::Tensor& g5, at::TensorList params, int b, bool need_param_grads,
-                                        std::vector<at::Tensor>& grad_w,
+                                        bool fp32_dw, std::vector<at::Tensor>& grad_w,
                                         const std::function<BiasSink(int, int)>& bias_sink) {
   const int64_t Ct = d.channels(), M = d.N * d.H * d.W;
   const auto opts = buf.options();
   at::Tensor G = new_nhwc(d.N, Ct, d.H, d.W, opts);
+  auto wgrad_args = [&](int k) {
+    ConvWgradArgs wa{};
+    set_problem(wa, d, d.cin(k), k == kConvs ? d.nf : d.gc);
+    wa.dw_fp32 = fp32_dw;
+    return wa;
+  };
+  at::Tensor workspace;
+  if (need_param_grads && fp32_dw) {
+    size_t bytes = 0;
+    for (int k = 1; k <= kConvs; ++k) bytes = std::max(bytes, be.wgrad_workspace(dt, wgrad_args(k)));
+    if (bytes > 0) workspace = at::empty({(int64_t)bytes}, opts.dtype(at::kByte));
+  }
   for (int k = kConvs; k >= 1; --k) {
     const int64_t cin = d.cin(k), cout = k == kConvs ? d.nf : d.gc;
     at::Tensor gk = g5;
@@ -278,14 +295,18 @@ at::Tensor dense_block_bwd_accumulating(const Backend& be, DType dt, const Dims&
       beta == 0.0 ? prefix.copy_(dk) : prefix.add_(dk);
     }
     if (!need_param_grads) continue;
-    at::Tensor dw = at::empty({cout, cin, 3, 3}, opts.memory_format(at::MemoryFormat::ChannelsLast));
-    ConvWgradArgs wa{};
+    const auto dw_opts = opts.dtype(fp32_dw ? at::kFloat : buf.scalar_type());
+    at::Tensor dw = at::empty({cout, cin, 3, 3}, dw_opts.memory_format(at::MemoryFormat::ChannelsLast));
+    ConvWgradArgs wa = wgrad_args(k);
     wa.dy = gk.const_data_ptr();
     wa.dy_stride = cout;
     wa.x = buf.const_data_ptr();  // the activation prefix conv_k read
     wa.x_stride = Ct;
     wa.dw = dw.data_ptr();
-    set_problem(wa, d, cin, cout);
+    if (workspace.defined()) {
+      wa.workspace = workspace.data_ptr();
+      wa.workspace_bytes = (size_t)workspace.numel();
+    }
     {
       RRDB_SCOPE("cutlass_wgrad");
       done = be.conv_wgrad(dt, wa);
@@ -293,6 +314,7 @@ at::Tensor dense_block_bwd_accumulating(const Backend& be, DType dt, const Dims&
     if (!done) {
       ++fused_conv_fallbacks;
       dw = std::get<1>(conv3x3_backward(gk, buf.narrow(1, 0, cin), w, {false, true, false}));
+      if (fp32_dw) dw = dw.to(at::kFloat);
     }
     grad_w[kConvs * b + k - 1] = weight_grad_like(dw, w);
   }
@@ -302,7 +324,8 @@ at::Tensor dense_block_bwd_accumulating(const Backend& be, DType dt, const Dims&
 }  // namespace
 
 BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
-                     const at::Tensor& buf3, at::TensorList params, bool need_param_grads, const Backend& be) {
+                     const at::Tensor& buf3, at::TensorList params, bool need_param_grads, const Backend& be,
+                     bool fp32_param_grads) {
   const Dims d = check_bwd_inputs(grad_out, buf1, buf2, buf3, params);
   const auto st = grad_out.scalar_type();
   const DType dt = kernel_dtype(st);
@@ -339,7 +362,8 @@ BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const a
     at::Tensor D[kConvs + 1];  // D[k]: data gradient of conv_k over its input prefix (cin(k) channels)
     std::vector<Source> srcs;  // the block input's gradient: every conv read it, plus the residual path
     if (fused_bwd) {
-      D[0] = dense_block_bwd_accumulating(be, dt, d, buf, g5, params, b, need_param_grads, grad_w, bias_sink);
+      D[0] = dense_block_bwd_accumulating(be, dt, d, buf, g5, params, b, need_param_grads, fp32_param_grads, grad_w,
+                                          bias_sink);
       srcs.push_back({&D[0], 0, 1.0});
     }
     for (int k = kConvs; k >= 1 && !fused_bwd; --k) {
@@ -355,7 +379,10 @@ BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const a
       auto [dk, dwk, unused] =
           conv3x3_backward(gk, buf.narrow(1, 0, d.cin(k)), weight(params, b, k), {true, need_param_grads, false});
       D[k] = nhwc(dk);
-      if (need_param_grads) grad_w[kConvs * b + k - 1] = weight_grad_like(dwk, weight(params, b, k));
+      if (need_param_grads) {
+        if (fp32_param_grads) dwk = dwk.to(at::kFloat);
+        grad_w[kConvs * b + k - 1] = weight_grad_like(dwk, weight(params, b, k));
+      }
     }
     if (!fused_bwd)
       for (int i = 1; i <= kConvs; ++i) srcs.push_back({&D[i], 0, 1.0});
@@ -374,7 +401,9 @@ BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const a
       gather(be, dt, {.srcs = srcs, .out = &grad_x}, M);
     }
   }
-  return {grad_x, grad_w, need_param_grads ? bias_acc.to(st) : no_bias_grads(opts)};
+  // fp32_param_grads: the accumulator as it is when it is float (bf16 / fp16 / fp32 activations)
+  const auto bias_st = fp32_param_grads ? at::kFloat : st;
+  return {grad_x, grad_w, need_param_grads ? bias_acc.to(bias_st) : no_bias_grads(opts.dtype(bias_st))};
 }
 
 TORCH_LIBRARY_FRAGMENT(gansr, m) {

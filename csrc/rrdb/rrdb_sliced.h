@@ -28,6 +28,8 @@ struct Backend {
   virtual bool has_fused_bwd(DType t) const { return false; }
   virtual bool conv_dgrad(DType t, const ConvDgradArgs& a) const { return false; }
   virtual bool conv_wgrad(DType t, const ConvWgradArgs& a) const { return false; }
+  // device bytes conv_wgrad needs at a.workspace (a.dw_fp32: the serial split-K's semaphores), 0: none
+  virtual size_t wgrad_workspace(DType t, const ConvWgradArgs& a) const { return 0; }
 };
 
 // The CPU backend (rrdb_cpu.cpp): loop kernels over pixel rows; with `cutlass`, the fused convs'
@@ -37,7 +39,8 @@ const Backend& cpu_backend(bool cutlass);
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::Tensor& x, at::TensorList params,
                                                                       const Backend& be);
 BwdResult sliced_bwd(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
-                     const at::Tensor& buf3, at::TensorList params, bool need_param_grads, const Backend& be);
+                     const at::Tensor& buf3, at::TensorList params, bool need_param_grads, const Backend& be,
+                     bool fp32_param_grads = false);
 
 }  // namespace rrdb
 }  // namespace gansr

@@ -55,11 +55,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> rrdb_fwd_host_conv(co
 
 BwdResult rrdb_bwd_host_conv(const at::Tensor& grad_out, const at::Tensor& buf1, const at::Tensor& buf2,
                              const at::Tensor& buf3, at::TensorList params, int64_t dgrad, int64_t wgrad,
-                             bool need_param_grads) {
+                             bool need_param_grads, bool fp32_param_grads) {
   HostConvBackend be;
   be.dgrad = host_conv_ptr<ConvDgradArgs>(dgrad);
   be.wgrad = host_conv_ptr<ConvWgradArgs>(wgrad);
-  return sliced_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads, be);
+  return sliced_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads, be, fp32_param_grads);
 }
 
 }  // namespace
@@ -67,7 +67,7 @@ BwdResult rrdb_bwd_host_conv(const at::Tensor& grad_out, const at::Tensor& buf1,
 TORCH_LIBRARY(gansr_testing, m) {
   m.def("rrdb_fwd_host_conv(Tensor x, Tensor[] params, int fprop, int residual=0) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def("rrdb_bwd_host_conv(Tensor grad_out, Tensor buf1, Tensor buf2, Tensor buf3, Tensor[] params, int dgrad, "
-        "int wgrad, bool need_param_grads=True) -> (Tensor, Tensor[], Tensor)");
+        "int wgrad, bool need_param_grads=True, bool fp32_param_grads=False) -> (Tensor, Tensor[], Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(gansr_testing, CPU, m) {

@@ -30,6 +30,11 @@ torch.use_deterministic_algorithms; CPU: fixed pixel chunks summed in a fixed or
 Parameters are cast to the activation dtype (autocast-style: bf16/fp16 activations -> bf16/fp16
 GEMMs with fp32 accumulation); their gradients come back in each parameter's own dtype. `rrdb_trunk`
 casts the parameters of all its RRDBs in one differentiable cast (`_cast_params`), not 30 per RRDB.
+fp32 master parameters with bf16/fp16 activations and the CUTLASS backward ("bwd"/"all"): the cast
+runs under no_grad and the op gets the master parameters too (`rrdb_fwd(..., master)`, only saved
+for backward); its backward (`rrdb_bwd(fp32_param_grads=True)`) writes fp32 weight gradients straight
+from the wgrad's fp32 accumulation (CUTLASS: deterministic serial split-K) and returns the fp32 bias
+accumulator, as the master parameters' gradients: no rounding to bf16/fp16, no cast kernels.
 The backward computes parameter gradients only when some parameter needs one; double backward
 (create_graph=True through the op) is a clear error.
 """
@@ -139,11 +144,13 @@ def rrdb_params(block: nn.Module) -> list[torch.Tensor]:
 
 
 def _setup_context(ctx, inputs, keyword_only_inputs, output):
-    x, params = inputs[:2]
+    x, params, _, master = inputs[:4]
+    master = master or []
     _, buf1, buf2, buf3 = output
     # the buffers are saved state for the backward, not differentiable results
     ctx.mark_non_differentiable(buf1, buf2, buf3)
-    ctx.save_for_backward(buf1, buf2, buf3, *params)
+    ctx.save_for_backward(buf1, buf2, buf3, *params, *master)
+    ctx.n_master = len(master)
     ctx.x_dtype = x.dtype
     ctx.cutlass = keyword_only_inputs.get("cutlass_bwd", False)  # the backward's `cutlass`
 
@@ -153,23 +160,30 @@ def _bias_sizes(nf: int, gc: int) -> list[int]:
 
 
 def _backward(ctx, grad_out, _g1, _g2, _g3):
-    buf1, buf2, buf3, *params = ctx.saved_tensors
+    buf1, buf2, buf3, *saved = ctx.saved_tensors
+    params, master = saved[:N_PARAMS], saved[N_PARAMS:]
+    # one gradient per input the op was called with (master=None may have been left out)
+    n_inputs = len(ctx.needs_input_grad)
+    grad_master = [None] * len(master) if master else None
     if grad_out is None:
-        return None, None, None
-    if torch.is_grad_enabled() and (grad_out.requires_grad or any(p.requires_grad for p in params)):
+        return (None, None, None, grad_master)[:n_inputs]
+    if torch.is_grad_enabled() and (grad_out.requires_grad or any(p.requires_grad for p in saved)):
         # the backward op has no derivative of its own: its results would silently lack a graph
         raise RuntimeError("rrdb: double backward (create_graph=True through the fused RRDB op) is not supported; "
                            "use fused=False for higher-order gradients")
     need_x, need_params = ctx.needs_input_grad[:2]
-    need_params = any(need_params)
+    need_params = any(need_params) or (bool(master) and any(ctx.needs_input_grad[3]))
     grad_x, grad_w, grad_b = torch.ops.gansr.rrdb_bwd(grad_out.to(buf1.dtype), buf1, buf2, buf3, params, need_params,
-                                                      ctx.cutlass)
+                                                      ctx.cutlass, bool(master))
     grad_x = grad_x.to(ctx.x_dtype) if need_x else None
     if not need_params:
-        return grad_x, [None] * len(params), None
+        return (grad_x, [None] * len(params), None, grad_master)[:n_inputs]
     gc = weight(params, 0, 1).shape[0]
     grad_bs = grad_b.split(_bias_sizes(buf1.shape[1] - 4 * gc, gc))
-    return grad_x, [g for pair in zip(grad_w, grad_bs) for g in pair], None
+    grads = [g for pair in zip(grad_w, grad_bs) for g in pair]
+    if master:  # fp32 gradients of the master parameters; the low-precision copies get none
+        return grad_x, [None] * len(params), None, grads
+    return (grad_x, grads, None, None)[:n_inputs]
 
 
 def _nhwc(like: torch.Tensor, c: int) -> torch.Tensor:
@@ -177,24 +191,25 @@ def _nhwc(like: torch.Tensor, c: int) -> torch.Tensor:
     return torch.empty((n, c, h, w), dtype=like.dtype, device=like.device, memory_format=torch.channels_last)
 
 
-def _fake_fwd(x, params, cutlass=False, *, cutlass_bwd=False):
+def _fake_fwd(x, params, cutlass=False, master=None, *, cutlass_bwd=False):
     nf, gc = x.shape[1], weight(params, 0, 1).shape[0]
     return _nhwc(x, nf), _nhwc(x, nf + 4 * gc), _nhwc(x, nf + 4 * gc), _nhwc(x, nf + 4 * gc)
 
 
-def _weight_grad_like(w: torch.Tensor) -> torch.Tensor:
+def _weight_grad_like(w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     # the C++ rule (weight_grad_like in csrc/rrdb/rrdb.h): channels_last exactly when the weight is
     cl = w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
-    return torch.empty(w.shape, dtype=w.dtype, device=w.device,
+    return torch.empty(w.shape, dtype=dtype, device=w.device,
                        memory_format=torch.channels_last if cl else torch.contiguous_format)
 
 
-def _fake_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads=True, cutlass=False):
+def _fake_bwd(grad_out, buf1, buf2, buf3, params, need_param_grads=True, cutlass=False, fp32_param_grads=False):
     nf, gc = grad_out.shape[1], weight(params, 0, 1).shape[0]
+    dtype = torch.float32 if fp32_param_grads else grad_out.dtype
     if not need_param_grads:
-        return _nhwc(grad_out, nf), [], grad_out.new_empty((0,))
-    grad_w = [_weight_grad_like(w) for w in params[0::2]]
-    return _nhwc(grad_out, nf), grad_w, grad_out.new_empty((N_BLOCKS * (nf + 4 * gc),))
+        return _nhwc(grad_out, nf), [], grad_out.new_empty((0,), dtype=dtype)
+    grad_w = [_weight_grad_like(w, dtype) for w in params[0::2]]
+    return _nhwc(grad_out, nf), grad_w, grad_out.new_empty((N_BLOCKS * (nf + 4 * gc),), dtype=dtype)
 
 
 if ops_loaded():
@@ -233,9 +248,32 @@ def _cast_params(groups: list[list[torch.Tensor]], dtype: torch.dtype) -> list[l
     return [[next(cast) for _ in group] for group in groups]
 
 
-def _rrdb_op(x: torch.Tensor, params, cutlass: tuple[bool, bool]) -> torch.Tensor:
+def _rrdb_op(x: torch.Tensor, params, cutlass: tuple[bool, bool], master=None) -> torch.Tensor:
     fwd, bwd = cutlass
+    if master:
+        return torch.ops.gansr.rrdb_fwd(x, params, fwd, master, cutlass_bwd=bwd)[0]
     return torch.ops.gansr.rrdb_fwd(x, params, fwd, cutlass_bwd=bwd)[0]
+
+
+def _fp32_master(x: torch.Tensor, groups, cutlass: tuple[bool, bool]) -> bool:
+    """Whether the op returns the parameters' gradients in fp32 itself (module docstring): the CUTLASS
+    backward, bf16/fp16 activations, every parameter fp32."""
+    return cutlass[1] and x.dtype in (torch.bfloat16, torch.float16) and all(
+        p.dtype == torch.float32 for group in groups for p in group)
+
+
+def _run_rrdbs(x: torch.Tensor, groups, flags: tuple[bool, bool]) -> torch.Tensor:
+    """The RRDBs of `groups` (one params list each) in turn through the op, on parameters cast to x's
+    dtype at once: differentiably, or under no_grad with the fp32 masters given to the op."""
+    if not _fp32_master(x, groups, flags):
+        for params in _cast_params(groups, x.dtype):
+            x = _rrdb_op(x, params, flags)
+        return x
+    with torch.no_grad():
+        low = _cast_params(groups, x.dtype)
+    for params, master in zip(low, groups):
+        x = _rrdb_op(x, params, flags, master=list(master))
+    return x
 
 
 def rrdb(x: torch.Tensor, params, fused: Fused = None, cutlass: str | bool = "off") -> torch.Tensor:
@@ -247,7 +285,7 @@ def rrdb(x: torch.Tensor, params, fused: Fused = None, cutlass: str | bool = "of
     flags = cutlass_flags(cutlass)
     if not use_fused(fused, x):
         return rrdb_reference(x, params)
-    return _rrdb_op(x, _cast_params([list(params)], x.dtype)[0], flags)
+    return _run_rrdbs(x, [list(params)], flags)
 
 
 def cutlass_fallbacks(reset: bool = False) -> int:
@@ -259,8 +297,9 @@ def cutlass_fallbacks(reset: bool = False) -> int:
 
 def rrdb_trunk(feat: torch.Tensor, body: nn.Module, fused: Fused = True, cutlass: str | bool = "off") -> torch.Tensor:
     """RRDBNet's trunk: the RRDB modules of `body` (an nn.Sequential) applied in turn through the op,
-    with the parameters of all of them cast to the activation dtype at once; `fused`, `cutlass`: as
-    for `rrdb`."""
+    with the parameters of all of them cast to the activation dtype at once (fp32 parameters with
+    bf16/fp16 activations and the CUTLASS backward: their gradients straight from the op in fp32, see
+    the module docstring); `fused`, `cutlass`: as for `rrdb`."""
     groups = [rrdb_params(block) for block in body]
     for params in groups:
         _check(feat, params)  # every RRDB maps (N, nf, H, W) to the same shape
@@ -269,6 +308,4 @@ def rrdb_trunk(feat: torch.Tensor, body: nn.Module, fused: Fused = True, cutlass
         for params in groups:
             feat = rrdb_reference(feat, params)
         return feat
-    for params in _cast_params(groups, feat.dtype):
-        feat = _rrdb_op(feat, params, flags)
-    return feat
+    return _run_rrdbs(feat, groups, flags)
