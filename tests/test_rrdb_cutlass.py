@@ -602,3 +602,19 @@ def test_sliced_backward_writes_fp32_param_grads_through_the_host_wgrad(host_ref
     for w, w_cpu in zip(gw, gw_cpu, strict=True):
         torch.testing.assert_close(w, w_cpu, atol=3e-2 * w_cpu.abs().max().item(), rtol=0)
     torch.testing.assert_close(gb, gb_cpu, atol=3e-2 * gb_cpu.abs().max().item(), rtol=0)
+
+
+def test_declined_fp32_wgrads_fall_back_cast_and_are_counted(host_ref):
+    """fp32_param_grads with every host wgrad declining (12 / 4 channels: unaligned): the ATen wgrad
+    runs, its bf16 result cast to fp32, each counted as a fallback"""
+    x, params, g = _case(12, 4, (2, 3, 4), seed=49)
+    x, params, g = x.bfloat16(), [p.bfloat16() for p in params], g.bfloat16()
+    _, *bufs = torch.ops.gansr.rrdb_fwd(x, params)
+    calls = Calls(host_ref)
+    R.cutlass_fallbacks(reset=True)
+    gx, gw, gb = calls.bwd(g, *bufs, params, fp32_param_grads=True)
+    assert calls.declined["wgrad"] == 15 and R.cutlass_fallbacks() == 30  # dgrad and wgrad of 15 convs
+    assert gb.dtype == torch.float32 and all(w.dtype == torch.float32 for w in gw)
+    gx16, gw16, gb16 = calls.bwd(g, *bufs, params)
+    assert torch.equal(gx, gx16) and torch.equal(gb.bfloat16(), gb16)
+    assert all(torch.equal(w.bfloat16().float(), w) and torch.equal(w.bfloat16(), w16) for w, w16 in zip(gw, gw16))
