@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -45,8 +46,12 @@ def metadata(device: torch.device) -> dict:
     except OSError:
         commit = "unknown"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    # the 1-minute load average when the run starts (before its own threads): CPU timings of a run on a
+    # busy machine are 10-25x off (spinning OpenMP threads), so every result says how quiet it was
+    load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     return {"device": name, "torch": torch.__version__, "commit": commit,
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "load_before": load, "cpus": os.cpu_count()}
 
 
 def write_results(out: str | Path, title: str, meta: dict, rows: list[dict], columns: list[str]) -> None:
@@ -54,7 +59,9 @@ def write_results(out: str | Path, title: str, meta: dict, rows: list[dict], col
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"title": title, **meta, "rows": rows}, indent=2) + "\n")
-    lines = [f"# {title}", "", f"device: {meta['device']} · torch {meta['torch']} · commit {meta['commit']} · {meta['date']}",
+    lines = [f"# {title}", "", f"device: {meta['device']} · torch {meta['torch']} · commit {meta['commit']} · {meta['date']}"
+             + (f" · load before the run {meta['load_before']} on {meta['cpus']} CPUs" if meta.get("load_before") is not None
+                else ""),
              "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |")
