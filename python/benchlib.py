@@ -39,6 +39,12 @@ def time_fn(fn, device: torch.device, warmup: int = 5, iters: int = 20) -> float
     return statistics.median(times)
 
 
+# the 1-minute load average when the benchmark process starts (importing this module), before its own
+# threads add to it: CPU timings on a busy machine are 10-25x off (spinning OpenMP threads), so every
+# result says how quiet the machine was
+_LOAD_AT_START = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def metadata(device: torch.device) -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -46,9 +52,7 @@ def metadata(device: torch.device) -> dict:
     except OSError:
         commit = "unknown"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    # the 1-minute load average when the run starts (before its own threads): CPU timings of a run on a
-    # busy machine are 10-25x off (spinning OpenMP threads), so every result says how quiet it was
-    load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    load = _LOAD_AT_START
     return {"device": name, "torch": torch.__version__, "commit": commit,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "load_before": load, "cpus": os.cpu_count()}
