@@ -117,8 +117,9 @@ struct ConvWgradArgs {
 //   v[m, k] = r1[m, k] + s1 (sum_{r,s,c} x[pixel(m) + (r-1, s-1), c] w[k, r, s, c] + bias[k])
 //   out[m, k] = r2[m, k] + s2 v[m, k] if r2 else v[m, k]
 // Dense blocks 1-2: x = the block's buffer prefix (nf + 4 gc channels), r1 = its channels [0, nf)
-// (the block input), s1 = 0.2, out = the next block's buffer prefix. Block 3 may add the RRDB's
-// own residual: r2 = the RRDB input, s2 = 0.2. out must not overlap the x prefix (other CTAs still
+// (the block input), s1 = 0.2, out = the next block's buffer prefix; block 3: out = a temporary
+// rdb3 (the RRDB's own residual, x0 + 0.2 rdb3, follows as one elementwise kernel). r2 (r2 = the
+// RRDB input, s2 = 0.2) is declined by the CUDA kernel (see rrdb_cutlass_problem.h). out must not overlap the x prefix (other CTAs still
 // read it); it may be r1 or r2 themselves only if they are not part of x (each element is read
 // before the same thread writes it).
 struct ConvBiasResidualArgs {

@@ -73,7 +73,8 @@ bool wgrad_supported(const ConvWgradArgs& a) {
 // = identity it is r1 + 0.2 (acc + bias), the dense block's residual, exactly (the 0.2 a
 // compile-time constant: s1 must equal kResidualScale). The RRDB's second residual (r2 + s2 v on
 // block 3) needs a second source tensor: the conv kernel has none (the two-source form of the
-// functor exists for GEMMs only), so r2 is declined and block 3 keeps its epilogue kernel.
+// functor exists for GEMMs only), so r2 is declined: block 3's conv5 writes rdb3 = x + 0.2 (acc + b) to
+// a temporary and the sliced algorithm adds the RRDB residual with one elementwise kernel.
 constexpr double kResidualScale = 0.2;
 template <typename T>
 struct ScaleByResidual;

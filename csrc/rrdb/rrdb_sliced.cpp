@@ -6,8 +6,9 @@
 //             epilogue writes x + 0.2 (y + b) straight into the next block's buffer prefix (block 3:
 //             x0 + 0.2 (x + 0.2 (y + b)), the RRDB output). With a backend that has fused convs
 //             (rrdb_fwd(cutlass=True)): convs 1..4 write lrelu(conv + b) into their slice in one
-//             kernel, and conv5 of blocks 1-2 writes x + 0.2 (conv + b) into the next buffer in one
-//             kernel (block 3's two residuals stay conv + epilogue: the kernel has one source).
+//             kernel, and conv5 writes x + 0.2 (conv + b) in one kernel, into the next buffer (blocks
+//             1-2) or a temporary rdb3 (block 3), then one elementwise kernel out = x0 + 0.2 rdb3 (the
+//             conv kernel's epilogue has one source tensor, the RRDB output needs two).
 //   backward: each conv's data gradient D_k (over the prefix it read) is kept, and the gather of
 //             slice j sums D_{j+1..5}[slice j] (+ residual paths), applies the LeakyReLU derivative
 //             from the saved output's sign and reduces the bias gradient in the same pass: no add
@@ -93,6 +94,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::
   for (auto& b : bufs) b = new_nhwc(d.N, Ct, d.H, d.W, opts);
   at::Tensor out = new_nhwc(d.N, d.nf, d.H, d.W, opts);
   bufs[0].narrow(1, 0, d.nf).copy_(x_in);
+  at::Tensor rdb3;  // dense block 3's output, when its conv5 ran fused
   for (int b = 0; b < kBlocks; ++b) {
     RRDB_SCOPE("dense_block_fwd");
     at::Tensor& buf = bufs[b];
@@ -114,8 +116,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::
         }
         ++fused_conv_fallbacks;
       }
-      if (k == kConvs && b + 1 < kBlocks && be.has_fused_conv(dt)) {
+      if (k == kConvs && be.has_fused_conv(dt)) {
         const at::Tensor w_krsc = weight(params, b, k).contiguous(at::MemoryFormat::ChannelsLast);
+        const bool last = b + 1 == kBlocks;
+        // block 3: rdb3 = x + 0.2 (conv + b) into a temporary; the RRDB's own residual follows below
+        if (last) rdb3 = new_nhwc(d.N, d.nf, d.H, d.W, opts);
         ConvBiasResidualArgs ra{};
         ra.x = buf.const_data_ptr();  // conv5 reads the whole buffer
         ra.x_stride = Ct;
@@ -124,14 +129,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::
         ra.r1 = buf.const_data_ptr();  // the block input, channels [0, nf)
         ra.r1_stride = Ct;
         ra.s1 = kResScale;
-        ra.out = bufs[b + 1].data_ptr();  // straight into the next block's prefix
-        ra.out_stride = Ct;
+        ra.out = last ? rdb3.data_ptr() : bufs[b + 1].data_ptr();  // or straight into the next block's prefix
+        ra.out_stride = last ? d.nf : Ct;
         set_problem(ra, d, Ct, d.nf);
         {
           RRDB_SCOPE("fused_conv");
           if (be.conv_bias_residual(dt, ra)) continue;
         }
         ++fused_conv_fallbacks;
+        rdb3 = at::Tensor();
       }
       at::Tensor y = nhwc(conv3x3(buf.narrow(1, 0, d.cin(k)), weight(params, b, k), c10::nullopt));
       EpilogueArgs a{};
@@ -164,6 +170,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sliced_fwd(const at::
       RRDB_SCOPE("epilogue");
       be.epilogue(dt, a);
     }
+  }
+  if (rdb3.defined()) {
+    // the RRDB's residual, out = x0 + 0.2 rdb3: a weighted sum of two slices, which the gather kernel
+    // computes (no LeakyReLU mask, no bias gradient); one elementwise launch, as the two-residual
+    // epilogue it replaces
+    GatherArgs g{};
+    g.src[0] = bufs[0].const_data_ptr();  // x0, channels [0, nf) of the first buffer
+    g.src_stride[0] = Ct;
+    g.src_scale[0] = 1.0;
+    g.src[1] = rdb3.const_data_ptr();
+    g.src_stride[1] = d.nf;
+    g.src_scale[1] = kResScale;
+    g.nsrc = 2;
+    g.slope = kSlope;
+    g.out = out.data_ptr();
+    g.out_stride = d.nf;
+    g.M = M;
+    g.C = (int)d.nf;
+    RRDB_SCOPE("epilogue");
+    be.gather(dt, g);
   }
   return {out, bufs[0], bufs[1], bufs[2]};
 }

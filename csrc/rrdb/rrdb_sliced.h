@@ -21,7 +21,7 @@ struct Backend {
   virtual bool has_fused_conv(DType t) const { return false; }
   virtual bool conv_bias_lrelu(DType t, const ConvBiasActArgs& a) const { return false; }
   // conv5 + bias + the dense block's residual into the next block's buffer prefix in one kernel
-  // (blocks 1 and 2; block 3 adds the RRDB's own residual too, which the kernel declines)
+  // (blocks 1-2; block 3 writes rdb3 to a temporary: the RRDB's own residual is a second source)
   virtual bool conv_bias_residual(DType t, const ConvBiasResidualArgs& a) const { return false; }
   // backward convs on the buffers' views (accumulating dgrad, wgrad reading the prefix), when the
   // backend has them for dtype t; false from conv_dgrad / conv_wgrad: declined (ATen runs that one)
