@@ -1,9 +1,9 @@
 // CPU check of the fused RRDB's CUTLASS convs: the problems the GPU launchers build
 // (rrdb_cutlass_problem.h, the same code) computed by CUTLASS's host reference convolutions and the
 // kernels' own epilogue functors. Not part of the extension (CMake builds *.cpp / *.cu only): g++
-// builds it into a shared library for tests/test_rrdb_cutlass.py, which plugs the fprop entry point
-// into the sliced algorithm's CPU emulation (gansr::rrdb_sliced_fwd(..., host_conv=address)) and
-// calls the dgrad / wgrad entry points on views of gradient and activation buffers.
+// builds it into a shared library for tests/test_rrdb_cutlass.py, which plugs the entry points into
+// the CPU op's sliced algorithm as its fused convs (test-only ops gansr_testing::rrdb_fwd_host_conv /
+// rrdb_bwd_host_conv, function addresses) and calls them directly on views of the buffers.
 #include <cutlass/cutlass.h>
 #include <cutlass/bfloat16.h>
 #include <cutlass/half.h>
