@@ -73,8 +73,10 @@ def cutlass_flags(cutlass: str | bool = "off") -> tuple[bool, bool]:
     return mode in ("fwd", "all"), mode in ("bwd", "all")
 
 
-def _check(x: torch.Tensor, params) -> tuple[int, int]:
-    """Validate the inputs of one RRDB; returns (nf, gc)."""
+def _check_tensors(x: torch.Tensor, params) -> None:
+    """What the Python side relies on before calling the op (it casts the parameters first): tensors,
+    floating dtypes, one device, 30 parameters. The shapes are checked by the op itself (C++,
+    check_fwd_inputs: the same messages), on the fused path only there."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"rrdb: x must be a tensor, got {type(x).__name__}")
     if x.dim() != 4:
@@ -93,6 +95,12 @@ def _check(x: torch.Tensor, params) -> tuple[int, int]:
             raise ValueError(f"rrdb: params[{i}] is on {p.device} but x is on {x.device}")
         if p.dtype not in _DTYPES:
             raise TypeError(f"rrdb: params[{i}] must be floating point, got {p.dtype}")
+
+
+def _check(x: torch.Tensor, params) -> tuple[int, int]:
+    """Validate the inputs of one RRDB for the reference (the op checks its own); returns (nf, gc)."""
+    _check_tensors(x, params)
+    params = list(params)
     nf = x.shape[1]
     w1 = weight(params, 0, 1)
     if w1.dim() != 4:
@@ -281,10 +289,10 @@ def rrdb(x: torch.Tensor, params, fused: Fused = None, cutlass: str | bool = "of
     'off'/False = reference, 'auto'/None = kernel when built for the device; `cutlass`: which passes
     use the fused-conv argument blocks (module docstring; ignored by the reference). Differentiable
     in x and params; the result is channels_last when fused."""
-    _check(x, params)
     flags = cutlass_flags(cutlass)
     if not use_fused(fused, x):
-        return rrdb_reference(x, params)
+        return rrdb_reference(x, params)  # checks its inputs
+    _check_tensors(x, params)
     return _run_rrdbs(x, [list(params)], flags)
 
 
@@ -301,11 +309,11 @@ def rrdb_trunk(feat: torch.Tensor, body: nn.Module, fused: Fused = True, cutlass
     bf16/fp16 activations and the CUTLASS backward: their gradients straight from the op in fp32, see
     the module docstring); `fused`, `cutlass`: as for `rrdb`."""
     groups = [rrdb_params(block) for block in body]
-    for params in groups:
-        _check(feat, params)  # every RRDB maps (N, nf, H, W) to the same shape
     flags = cutlass_flags(cutlass)
     if not groups or not use_fused(fused, feat):
         for params in groups:
-            feat = rrdb_reference(feat, params)
+            feat = rrdb_reference(feat, params)  # checks its inputs
         return feat
+    for params in groups:  # every RRDB maps (N, nf, H, W) to the same shape: the op checks each one's
+        _check_tensors(feat, params)
     return _run_rrdbs(feat, groups, flags)
